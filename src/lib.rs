@@ -1,0 +1,10 @@
+//! Corral: a ZooKeeper-compatible coordination service.
+//!
+//! Data flows one way: a connection decodes frames (`jute`), the server's request pipeline
+//! orders them per session, writes become transactions that the tree (`tree`) applies, and
+//! replies and watch events go back out through the connection.
+
+pub mod config;
+pub mod jute;
+pub mod server;
+pub mod tree;
