@@ -1,0 +1,294 @@
+//! One client connection: the only code that touches a client socket.
+//!
+//! The first four bytes decide what the connection is: a four-letter word, or the length of a
+//! handshake frame. After the handshake a reader task decodes frames and hands requests to the
+//! core, and a writer task drains the connection's outbox, encoding every queued reply and event
+//! into one buffer and writing it with one syscall. A cap on requests in flight makes a client
+//! that pipelines faster than it reads wait instead of growing queues.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tracing::{debug, warn};
+
+use super::core::{CoreMsg, Outbound};
+use super::four_letter;
+use super::session::ConnId;
+use super::ServerOptions;
+use crate::jute::{
+    xid, ConnectRequest, ErrorCode, Reader, ReplyHeader, Request, RequestHeader, Response, Writer,
+};
+
+/// Requests a connection may have in flight before the reader stops reading its socket.
+pub const MAX_IN_FLIGHT_REQUESTS: usize = 1000;
+/// Capacity of a connection's outbox: replies for every in-flight request plus watch events.
+pub const OUTBOX_CAPACITY: usize = 4 * MAX_IN_FLIGHT_REQUESTS;
+/// Most messages the writer encodes into one socket write.
+const WRITE_BATCH_MESSAGES: usize = 256;
+
+/// Serves one accepted connection to the end.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn_id: ConnId,
+    core: mpsc::Sender<CoreMsg>,
+    opts: Arc<ServerOptions>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let handshake_deadline = Duration::from_millis(opts.max_session_timeout_ms.max(1) as u64);
+
+    let mut first = [0u8; 4];
+    match tokio::time::timeout(handshake_deadline, rd.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        _ => {
+            debug!(%peer, "connection closed before a handshake");
+            return;
+        }
+    }
+    if let Some(word) = four_letter::word_from_bytes(&first) {
+        let text = if !opts.four_letter_allowed(word) {
+            format!("{word} is not executed because it is not in the whitelist.\n")
+        } else if word == "ruok" {
+            "imok".to_string()
+        } else {
+            let (tx, rx) = oneshot::channel();
+            let msg = CoreMsg::FourLetter {
+                word: word.to_string(),
+                peer,
+                reply: tx,
+            };
+            if core.send(msg).await.is_err() {
+                return;
+            }
+            rx.await.unwrap_or_default()
+        };
+        let _ = wr.write_all(text.as_bytes()).await;
+        let _ = wr.shutdown().await;
+        debug!(%peer, word, "four-letter word served");
+        return;
+    }
+
+    let len = i32::from_be_bytes(first);
+    if len < 0 || len as usize > opts.jute_max_buffer_bytes {
+        warn!(%peer, len, "handshake frame length out of range; closing connection");
+        return;
+    }
+    let mut frame = vec![0u8; len as usize];
+    if tokio::time::timeout(handshake_deadline, rd.read_exact(&mut frame))
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        debug!(%peer, "connection closed during handshake");
+        return;
+    }
+    let frame = Bytes::from(frame);
+    let req = match ConnectRequest::read(&mut Reader::new(frame.clone())) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(%peer, error = %e, "malformed handshake; closing connection");
+            return;
+        }
+    };
+    // A 3.4-era client sends no readOnly byte and must not get one back.
+    let with_read_only = frame.len() > 4 + 8 + 4 + 8 + 4 + req.passwd.len();
+
+    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS));
+    let closed = Arc::new(Notify::new());
+    debug!(%peer, session = format_args!("0x{:x}", req.session_id), "client handshake");
+    if core
+        .send(CoreMsg::Connect {
+            conn_id,
+            peer,
+            req,
+            tx,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(write_loop(
+        wr,
+        rx,
+        in_flight.clone(),
+        closed.clone(),
+        with_read_only,
+        peer,
+    ));
+    read_loop(rd, conn_id, &core, &opts, in_flight, closed, peer).await;
+    let _ = core.send(CoreMsg::Disconnected { conn_id }).await;
+    let _ = writer.await;
+}
+
+async fn read_loop(
+    rd: OwnedReadHalf,
+    conn_id: ConnId,
+    core: &mpsc::Sender<CoreMsg>,
+    opts: &ServerOptions,
+    in_flight: Arc<Semaphore>,
+    closed: Arc<Notify>,
+    peer: SocketAddr,
+) {
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(opts.jute_max_buffer_bytes)
+        .new_codec();
+    let mut frames = FramedRead::new(rd, codec);
+    loop {
+        let permit = tokio::select! {
+            p = in_flight.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = closed.notified() => return,
+        };
+        let frame = tokio::select! {
+            f = frames.next() => f,
+            _ = closed.notified() => return,
+        };
+        let frame = match frame {
+            None => return,
+            Some(Ok(f)) => f.freeze(),
+            Some(Err(e)) => {
+                warn!(%peer, error = %e, "unreadable frame; closing connection");
+                return;
+            }
+        };
+        let received_at = Instant::now();
+        let mut r = Reader::new(frame);
+        let decoded = RequestHeader::read(&mut r)
+            .and_then(|h| Request::decode(h.op, &mut r).map(|req| (h, req)));
+        let (header, req) = match decoded {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(%peer, error = %e, "undecodable request; closing connection");
+                return;
+            }
+        };
+        // The permit is returned by the writer when this request's reply goes out.
+        permit.forget();
+        let msg = CoreMsg::Request {
+            conn_id,
+            xid: header.xid,
+            req,
+            received_at,
+        };
+        if core.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn encode_frame(buf: &mut BytesMut, f: impl FnOnce(&mut Writer)) {
+    let start = buf.len();
+    buf.put_i32(0);
+    let mut w = Writer::with_buf(buf.split_off(buf.len()));
+    f(&mut w);
+    let body = w.into_inner();
+    let len = body.len() as i32;
+    buf.unsplit(body);
+    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outbound>,
+    in_flight: Arc<Semaphore>,
+    closed: Arc<Notify>,
+    with_read_only: bool,
+    peer: SocketAddr,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH_MESSAGES);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'outer: loop {
+        if rx.recv_many(&mut batch, WRITE_BATCH_MESSAGES).await == 0 {
+            break;
+        }
+        let mut close = false;
+        let mut released = 0;
+        for msg in batch.drain(..) {
+            match msg {
+                Outbound::Connected { resp, .. } => {
+                    let refused = resp.session_id == 0;
+                    encode_frame(&mut buf, |w| resp.write(w, with_read_only));
+                    if refused {
+                        close = true;
+                    }
+                }
+                Outbound::Reply {
+                    xid,
+                    zxid,
+                    err,
+                    body,
+                } => {
+                    released += 1;
+                    encode_frame(&mut buf, |w| {
+                        ReplyHeader {
+                            xid,
+                            zxid,
+                            err: err.code(),
+                        }
+                        .write(w);
+                        if err == ErrorCode::Ok || matches!(body, Response::Sasl { .. }) {
+                            body.encode(w);
+                        }
+                    });
+                }
+                Outbound::Event { zxid, event } => {
+                    encode_frame(&mut buf, |w| {
+                        ReplyHeader {
+                            xid: xid::NOTIFICATION,
+                            zxid,
+                            err: 0,
+                        }
+                        .write(w);
+                        event.write(w);
+                    });
+                }
+                Outbound::Close => close = true,
+            }
+            if close {
+                break;
+            }
+        }
+        if !buf.is_empty() {
+            if let Err(e) = wr.write_all(&buf).await {
+                debug!(%peer, error = %e, "write failed; closing connection");
+                break 'outer;
+            }
+            buf.clear();
+        }
+        in_flight.add_permits(released);
+        if close {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+    closed.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_length_prefixed() {
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, |w| w.write_i32(7));
+        encode_frame(&mut buf, |w| w.write_string("ab"));
+        assert_eq!(
+            &buf[..],
+            &[0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 6, 0, 0, 0, 2, b'a', b'b']
+        );
+    }
+}

@@ -1,0 +1,612 @@
+//! The single owner of the tree and the session table.
+//!
+//! Connection tasks decode frames and send them here over one bounded channel; this task handles
+//! them strictly in arrival order, so a session's read always sees that session's earlier writes
+//! without any lock around the tree. It assigns every zxid, turns writes into transactions,
+//! applies them, and pushes replies and watch events back to the connections' bounded outboxes.
+//! Session expiry and container/TTL clean-up run off the same loop on a timer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::four_letter;
+use super::session::{session_password, ConnId, SessionTable};
+use super::stats::{ConnStats, ServerStats};
+use super::ServerOptions;
+use crate::jute::{
+    event_type, keeper_state, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, Id, OpCode,
+    Request, Response, WatcherEvent,
+};
+use crate::tree::{Database, RequestContext, TreeOptions, Txn, TxnBody, TxnResult, WatchFired};
+
+/// What a connection task sends to the core.
+#[derive(Debug)]
+pub enum CoreMsg {
+    /// A handshake. The core answers on `tx` with `Outbound::Connected`.
+    Connect {
+        conn_id: ConnId,
+        peer: SocketAddr,
+        req: ConnectRequest,
+        tx: mpsc::Sender<Outbound>,
+    },
+    /// A decoded request on an established connection.
+    Request {
+        conn_id: ConnId,
+        xid: i32,
+        req: Request,
+        received_at: Instant,
+    },
+    /// The connection is gone (EOF, error, or closed by us).
+    Disconnected { conn_id: ConnId },
+    /// A four-letter word; the rendered text goes back on `reply`.
+    FourLetter {
+        word: String,
+        peer: SocketAddr,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// What the core sends to a connection's writer.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Handshake answer. A session id of 0 means the session was refused (expired): the writer
+    /// sends it and closes.
+    Connected {
+        resp: ConnectResponse,
+        with_read_only: bool,
+    },
+    /// A reply to a request (releases one in-flight slot).
+    Reply {
+        xid: i32,
+        zxid: i64,
+        err: ErrorCode,
+        body: Response,
+    },
+    /// A watch notification.
+    Event { zxid: i64, event: WatcherEvent },
+    /// Flush what is queued, then close the connection.
+    Close,
+}
+
+struct ConnEntry {
+    tx: mpsc::Sender<Outbound>,
+    peer: SocketAddr,
+    session_id: i64,
+    ip_id: Id,
+    stats: ConnStats,
+}
+
+/// The core's state. Owned by one task; nothing here is shared.
+pub struct Core {
+    opts: Arc<ServerOptions>,
+    db: Database,
+    sessions: SessionTable,
+    conns: HashMap<ConnId, ConnEntry>,
+    last_zxid: i64,
+    stats: ServerStats,
+    started: Instant,
+    last_container_check: Instant,
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Core {
+    pub fn new(opts: Arc<ServerOptions>) -> Self {
+        let db = Database::new(TreeOptions {
+            extended_types_enabled: opts.extended_types_enabled,
+        });
+        let started = Instant::now();
+        Core {
+            sessions: SessionTable::new(opts.tick_time_ms, 0, wall_ms() as u64),
+            opts,
+            db,
+            conns: HashMap::new(),
+            last_zxid: 0,
+            stats: ServerStats::default(),
+            started,
+            last_container_check: started,
+        }
+    }
+
+    /// Monotonic milliseconds since start; drives session expiry.
+    fn mono_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs until shutdown is signalled or every sender is gone.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<CoreMsg>,
+        mut shutdown: broadcast::Receiver<()>,
+    ) {
+        let tick = std::time::Duration::from_millis((self.opts.tick_time_ms / 2).max(10));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for msg in batch.drain(..) {
+                        self.handle(msg);
+                    }
+                }
+                _ = ticker.tick() => self.on_tick(),
+                _ = shutdown.recv() => break,
+            }
+        }
+        info!("core stopped");
+    }
+
+    fn handle(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Connect {
+                conn_id,
+                peer,
+                req,
+                tx,
+            } => self.on_connect(conn_id, peer, req, tx),
+            CoreMsg::Request {
+                conn_id,
+                xid,
+                req,
+                received_at,
+            } => self.on_request(conn_id, xid, req, received_at),
+            CoreMsg::Disconnected { conn_id } => self.on_disconnect(conn_id),
+            CoreMsg::FourLetter { word, peer, reply } => {
+                let text = self.four_letter(&word, peer);
+                let _ = reply.send(text);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.mono_ms();
+        for sid in self.sessions.take_expired(now) {
+            let timeout = self.sessions.get(sid).map(|s| s.timeout_ms).unwrap_or(0);
+            info!(
+                session = format_args!("0x{sid:x}"),
+                timeout_ms = timeout,
+                "session expired"
+            );
+            self.close_session(sid, None);
+        }
+        let interval = std::time::Duration::from_millis(self.opts.container_check_interval_ms);
+        if self.last_container_check.elapsed() >= interval {
+            self.last_container_check = Instant::now();
+            let now_wall = wall_ms();
+            for path in self.db.expired_nodes(now_wall) {
+                // Goes through prep so that a node that gained a child meanwhile stays.
+                let req = Request::DeleteContainer { path };
+                let ids = [];
+                let ctx = RequestContext {
+                    session_id: 0,
+                    ids: &ids,
+                    is_super: true,
+                };
+                if let Ok(body) = self.db.prep(&ctx, &req) {
+                    let _ = self.commit(0, 0, body);
+                }
+            }
+        }
+    }
+
+    /// Assigns the next zxid, applies the transaction, and delivers its watch events.
+    /// The one place zxids are made.
+    fn commit(&mut self, session_id: i64, cxid: i32, body: TxnBody) -> (i64, TxnResult) {
+        self.last_zxid += 1;
+        let zxid = self.last_zxid;
+        let txn = Txn {
+            session_id,
+            cxid,
+            zxid,
+            time_ms: wall_ms(),
+            body,
+        };
+        let outcome = self.db.apply(&txn);
+        self.deliver_events(zxid, outcome.events);
+        (zxid, outcome.result)
+    }
+
+    fn deliver_events(&mut self, zxid: i64, events: Vec<WatchFired>) {
+        for fired in events {
+            let Some(conn_id) = self.sessions.get(fired.session_id).and_then(|s| s.conn) else {
+                continue;
+            };
+            self.send(
+                conn_id,
+                Outbound::Event {
+                    zxid,
+                    event: fired.event,
+                },
+            );
+        }
+    }
+
+    /// Queues a message for a connection. A connection whose outbox is full is not reading
+    /// its replies: it is closed rather than allowed to stall everyone else.
+    fn send(&mut self, conn_id: ConnId, msg: Outbound) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        if let Outbound::Reply { .. } = msg {
+            conn.stats.sent += 1;
+            self.stats.packets_sent += 1;
+        }
+        if let Err(e) = conn.tx.try_send(msg) {
+            match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    warn!(peer = %conn.peer, "client is not reading its replies; closing connection");
+                }
+                mpsc::error::TrySendError::Closed(_) => {}
+            }
+            self.drop_conn(conn_id);
+        }
+    }
+
+    fn drop_conn(&mut self, conn_id: ConnId) {
+        if let Some(conn) = self.conns.remove(&conn_id) {
+            let _ = conn.tx.try_send(Outbound::Close);
+            if let Some(s) = self.sessions.get_mut(conn.session_id) {
+                if s.conn == Some(conn_id) {
+                    s.conn = None;
+                    // Watches belong to the connection, as in ZooKeeper; a reconnecting client
+                    // re-registers them with setWatches.
+                    self.db.remove_session_watches(conn.session_id);
+                }
+            }
+        }
+    }
+
+    fn on_connect(
+        &mut self,
+        conn_id: ConnId,
+        peer: SocketAddr,
+        req: ConnectRequest,
+        tx: mpsc::Sender<Outbound>,
+    ) {
+        let with_read_only = true;
+        let min = self.opts.min_session_timeout_ms;
+        let max = self.opts.max_session_timeout_ms;
+        let timeout_ms = req.timeout_ms.clamp(min, max.max(min));
+        let refuse = |tx: &mpsc::Sender<Outbound>| {
+            let _ = tx.try_send(Outbound::Connected {
+                resp: ConnectResponse {
+                    protocol_version: 0,
+                    timeout_ms: 0,
+                    session_id: 0,
+                    passwd: Bytes::from_static(&[0; 16]),
+                    read_only: false,
+                },
+                with_read_only,
+            });
+        };
+        if req.last_zxid_seen > self.last_zxid {
+            // The client has seen a newer state than this server has: it must go elsewhere.
+            warn!(
+                %peer,
+                client_zxid = format_args!("0x{:x}", req.last_zxid_seen),
+                server_zxid = format_args!("0x{:x}", self.last_zxid),
+                "refusing client that has seen a newer zxid than this server"
+            );
+            let _ = tx.try_send(Outbound::Close);
+            return;
+        }
+        let ip_id = Id::new("ip", peer.ip().to_string());
+        let session_id = if req.session_id == 0 {
+            let sid = self.sessions.next_id();
+            let (_zxid, _res) = self.commit(sid, 0, TxnBody::CreateSession { timeout_ms });
+            let now = self.mono_ms();
+            self.sessions.add(sid, timeout_ms, now);
+            debug!(%peer, session = format_args!("0x{sid:x}"), timeout_ms, "session created");
+            sid
+        } else {
+            let sid = req.session_id;
+            let valid = self.sessions.get(sid).is_some_and(|s| !s.closing)
+                && req.passwd == session_password(sid);
+            if !valid {
+                debug!(%peer, session = format_args!("0x{sid:x}"), "reconnect refused: session expired or bad password");
+                refuse(&tx);
+                return;
+            }
+            // Detach from any older connection of the same session.
+            if let Some(old) = self.sessions.get(sid).and_then(|s| s.conn) {
+                if old != conn_id {
+                    self.drop_conn(old);
+                }
+            }
+            let now = self.mono_ms();
+            self.sessions.touch(sid, now);
+            debug!(%peer, session = format_args!("0x{sid:x}"), "session reattached");
+            sid
+        };
+        let session_timeout = self
+            .sessions
+            .get(session_id)
+            .map(|s| s.timeout_ms)
+            .unwrap_or(timeout_ms);
+        if let Some(s) = self.sessions.get_mut(session_id) {
+            s.conn = Some(conn_id);
+        }
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: session_timeout,
+            session_id,
+            passwd: session_password(session_id),
+            read_only: false,
+        };
+        if tx
+            .try_send(Outbound::Connected {
+                resp,
+                with_read_only,
+            })
+            .is_err()
+        {
+            return;
+        }
+        self.conns.insert(
+            conn_id,
+            ConnEntry {
+                tx,
+                peer,
+                session_id,
+                ip_id,
+                stats: ConnStats::new(),
+            },
+        );
+    }
+
+    fn on_disconnect(&mut self, conn_id: ConnId) {
+        if let Some(conn) = self.conns.get(&conn_id) {
+            debug!(peer = %conn.peer, session = format_args!("0x{:x}", conn.session_id), "connection closed");
+        }
+        self.drop_conn(conn_id);
+    }
+
+    /// Closes a session: one closeSession transaction (deleting its ephemerals and firing the
+    /// watches that causes), then its connection, if any, is closed.
+    fn close_session(&mut self, sid: i64, reply_to: Option<(ConnId, i32)>) {
+        self.sessions.mark_closing(sid);
+        let (zxid, _res) = self.commit(sid, reply_to.map(|r| r.1).unwrap_or(0), TxnBody::CloseSession);
+        let conn = self.sessions.remove(sid).and_then(|s| s.conn);
+        self.db.remove_session_watches(sid);
+        if let Some((conn_id, xid)) = reply_to {
+            self.send(
+                conn_id,
+                Outbound::Reply {
+                    xid,
+                    zxid,
+                    err: ErrorCode::Ok,
+                    body: Response::Empty,
+                },
+            );
+        }
+        if let Some(conn_id) = conn {
+            self.drop_conn(conn_id);
+        }
+    }
+
+    fn on_request(&mut self, conn_id: ConnId, xid: i32, req: Request, received_at: Instant) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let sid = conn.session_id;
+        let op = req.op_code();
+        conn.stats.received += 1;
+        self.stats.packets_received += 1;
+        let now = self.mono_ms();
+        if !self.sessions.touch(sid, now) {
+            self.reply(conn_id, xid, self.last_zxid, ErrorCode::SessionExpired, Response::Empty, op, received_at);
+            self.drop_conn(conn_id);
+            return;
+        }
+        match req {
+            Request::Ping => {
+                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::Empty, op, received_at)
+            }
+            Request::CloseSession => {
+                self.close_session(sid, Some((conn_id, xid)));
+            }
+            Request::Auth { scheme, auth, .. } => self.on_auth(conn_id, sid, xid, &scheme, &auth, received_at),
+            Request::Sasl { .. } => {
+                // SASL is not configured: ZooKeeper answers an empty token with OK and carries on.
+                self.reply(conn_id, xid, 0, ErrorCode::Ok, Response::Sasl { token: Bytes::new() }, op, received_at)
+            }
+            Request::SetWatches(sw) => {
+                let events = self.db.set_watches(sid, &sw);
+                for fired in events {
+                    self.send(
+                        conn_id,
+                        Outbound::Event {
+                            zxid: -1,
+                            event: fired.event,
+                        },
+                    );
+                }
+                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::Empty, op, received_at)
+            }
+            Request::Sync { path } => {
+                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::Sync { path }, op, received_at)
+            }
+            Request::WhoAmI => {
+                let mut infos = Vec::new();
+                if let Some(c) = self.conns.get(&conn_id) {
+                    infos.push(ClientInfo {
+                        auth_scheme: c.ip_id.scheme.clone(),
+                        user: c.ip_id.id.clone(),
+                    });
+                }
+                if let Some(s) = self.sessions.get(sid) {
+                    for id in &s.auth_ids {
+                        infos.push(ClientInfo {
+                            auth_scheme: id.scheme.clone(),
+                            user: id.id.clone(),
+                        });
+                    }
+                }
+                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::WhoAmI(infos), op, received_at)
+            }
+            req if op.is_write() => self.on_write(conn_id, sid, xid, req, received_at),
+            req => {
+                let result = {
+                    let (ids, is_super) = self.identities(conn_id, sid);
+                    let ctx = RequestContext {
+                        session_id: sid,
+                        ids: &ids,
+                        is_super,
+                    };
+                    self.db.read(&ctx, &req)
+                };
+                let (err, body) = match result {
+                    Ok(body) => (ErrorCode::Ok, body),
+                    Err(e) => (e, Response::Empty),
+                };
+                self.reply(conn_id, xid, self.last_zxid, err, body, op, received_at);
+            }
+        }
+    }
+
+    /// The identities a request is checked with: the connection's ip plus the session's auths.
+    fn identities(&self, conn_id: ConnId, sid: i64) -> (Vec<Id>, bool) {
+        let mut ids = Vec::with_capacity(2);
+        if let Some(c) = self.conns.get(&conn_id) {
+            ids.push(c.ip_id.clone());
+        }
+        let mut is_super = false;
+        if let Some(s) = self.sessions.get(sid) {
+            ids.extend(s.auth_ids.iter().cloned());
+            is_super = s.is_super;
+        }
+        (ids, is_super)
+    }
+
+    fn on_auth(&mut self, conn_id: ConnId, sid: i64, xid: i32, scheme: &str, auth: &[u8], received_at: Instant) {
+        match crate::tree::acl::authenticate(scheme, auth) {
+            Ok(id) => {
+                let is_super = id.scheme == "digest"
+                    && self.opts.super_digest.as_deref() == Some(id.id.as_str());
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    if !s.auth_ids.contains(&id) {
+                        s.auth_ids.push(id);
+                    }
+                    s.is_super |= is_super;
+                }
+                self.reply(conn_id, xid, 0, ErrorCode::Ok, Response::Empty, OpCode::Auth, received_at);
+            }
+            Err(_) => {
+                warn!(scheme, "authentication failed");
+                self.reply(conn_id, xid, 0, ErrorCode::AuthFailed, Response::Empty, OpCode::Auth, received_at);
+                self.drop_conn(conn_id);
+            }
+        }
+    }
+
+    fn on_write(&mut self, conn_id: ConnId, sid: i64, xid: i32, req: Request, received_at: Instant) {
+        let op = req.op_code();
+        let body = {
+            let (ids, is_super) = self.identities(conn_id, sid);
+            let ctx = RequestContext {
+                session_id: sid,
+                ids: &ids,
+                is_super,
+            };
+            match &req {
+                Request::Reconfig { .. } => Err(ErrorCode::ReconfigDisabled),
+                _ => self.db.prep(&ctx, &req),
+            }
+        };
+        let body = body.unwrap_or_else(TxnBody::Error);
+        let (zxid, result) = self.commit(sid, xid, body);
+        let (err, resp) = response_for(op, result);
+        self.reply(conn_id, xid, zxid, err, resp, op, received_at);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reply(&mut self, conn_id: ConnId, xid: i32, zxid: i64, err: ErrorCode, body: Response, op: OpCode, received_at: Instant) {
+        let latency_ms = received_at.elapsed().as_millis() as u64;
+        self.stats.latency.record(latency_ms);
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.stats.last_op = Some(op);
+            c.stats.last_cxid = xid;
+            c.stats.last_zxid = zxid;
+            c.stats.last_response = Some(SystemTime::now());
+            c.stats.last_latency_ms = latency_ms;
+            c.stats.latency.record(latency_ms);
+        }
+        self.send(conn_id, Outbound::Reply { xid, zxid, err, body });
+    }
+
+    fn four_letter(&mut self, word: &str, peer: SocketAddr) -> String {
+        let _ = peer;
+        let view = four_letter::View {
+            opts: &self.opts,
+            db: &self.db,
+            sessions: &self.sessions,
+            conns: self
+                .conns
+                .values()
+                .map(|c| four_letter::ConnView {
+                    peer: c.peer,
+                    session_id: c.session_id,
+                    timeout_ms: self.sessions.get(c.session_id).map(|s| s.timeout_ms).unwrap_or(0),
+                    stats: &c.stats,
+                })
+                .collect(),
+            stats: &self.stats,
+            last_zxid: self.last_zxid,
+            started: self.started,
+        };
+        let out = four_letter::render(word, &view);
+        match word {
+            "srst" => self.stats.reset(),
+            "crst" => {
+                for c in self.conns.values_mut() {
+                    c.stats.reset();
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Builds the reply for a write from what the tree reports.
+fn response_for(op: OpCode, result: TxnResult) -> (ErrorCode, Response) {
+    match result {
+        TxnResult::Error(e) => (e, Response::Empty),
+        TxnResult::Created { path, stat, .. } => match op {
+            OpCode::Create => (ErrorCode::Ok, Response::Create { path }),
+            _ => (ErrorCode::Ok, Response::Create2 { path, stat }),
+        },
+        TxnResult::Deleted | TxnResult::Checked => (ErrorCode::Ok, Response::Empty),
+        TxnResult::SetData { stat } | TxnResult::SetAcl { stat } => {
+            (ErrorCode::Ok, Response::Stat(stat))
+        }
+        TxnResult::Multi(results) => (ErrorCode::Ok, Response::Multi(results)),
+        TxnResult::SessionCreated | TxnResult::SessionClosed | TxnResult::Data(_) => {
+            (ErrorCode::Ok, Response::Empty)
+        }
+    }
+}
+
+/// The event a client gets when its session is closed under it.
+pub fn expired_event() -> WatcherEvent {
+    WatcherEvent {
+        event_type: event_type::NONE,
+        state: keeper_state::EXPIRED,
+        path: String::new(),
+    }
+}

@@ -1,0 +1,114 @@
+//! Start-up: from a zoo.cfg path to a serving standalone server, and clean shutdown on
+//! SIGTERM/SIGINT.
+
+use std::path::Path;
+use std::time::Instant;
+
+use thiserror::Error;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use super::{bind, run, ServerError, ServerOptions};
+use crate::config::{Config, ConfigError};
+
+/// Default for `znode.container.checkIntervalMs`, as in ZooKeeper.
+pub const DEFAULT_CONTAINER_CHECK_INTERVAL_MS: u64 = 60_000;
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("{0}: no client port: set clientPort, or give this server's client port in its server.N line")]
+    NoClientPort(String),
+    #[error("{0}: quorum mode (server.N lines) is not supported yet; remove the server.N lines to run standalone")]
+    QuorumUnsupported(String),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Builds the server's options from a parsed config.
+pub fn options_from_config(cfg: &Config) -> Result<ServerOptions, StartError> {
+    let client_addr = cfg
+        .client_addr()
+        .ok_or_else(|| StartError::NoClientPort(cfg.source_name.clone()))?;
+    let whitelist = if cfg.four_letter_words.contains("*") {
+        None
+    } else {
+        Some(cfg.four_letter_words.iter().cloned().collect())
+    };
+    let container_check_interval_ms = cfg
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.key == "znode.container.checkIntervalMs")
+        .and_then(|e| e.value.trim().parse().ok())
+        .unwrap_or(DEFAULT_CONTAINER_CHECK_INTERVAL_MS);
+    Ok(ServerOptions {
+        client_addr,
+        tick_time_ms: cfg.tick_time_ms as u64,
+        min_session_timeout_ms: cfg.min_session_timeout_ms as i32,
+        max_session_timeout_ms: cfg.max_session_timeout_ms as i32,
+        max_client_cnxns: cfg.max_client_cnxns as usize,
+        jute_max_buffer_bytes: cfg.jute_max_buffer_bytes as usize,
+        four_letter_whitelist: whitelist,
+        super_digest: cfg.super_digest.clone(),
+        extended_types_enabled: cfg.extended_types_enabled,
+        container_check_interval_ms,
+        data_dir: cfg.data_dir.clone(),
+        data_log_dir: cfg.data_log_dir.clone(),
+        conf_lines: cfg.conf_lines(),
+    })
+}
+
+/// Loads the config at `path` and serves until SIGTERM or SIGINT.
+pub async fn run_from_config(path: &Path) -> Result<(), StartError> {
+    let started = Instant::now();
+    let cfg = Config::load(path)?;
+    for (line, key) in &cfg.unknown_keys {
+        warn!("{}:{}: unknown key '{}' ignored", cfg.source_name, line, key);
+    }
+    for w in &cfg.warnings {
+        warn!("{}: {}", cfg.source_name, w);
+    }
+    if !cfg.is_standalone() {
+        return Err(StartError::QuorumUnsupported(cfg.source_name.clone()));
+    }
+    let opts = options_from_config(&cfg)?;
+    std::fs::create_dir_all(&opts.data_dir).map_err(|source| StartError::DataDir {
+        path: opts.data_dir.display().to_string(),
+        source,
+    })?;
+    let listener = bind(opts.client_addr)?;
+    let (shutdown, _) = broadcast::channel(1);
+    let signals = shutdown.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(StartError::Signal)?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received; shutting down"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT received; shutting down"),
+        }
+        let _ = signals.send(());
+    });
+    info!(
+        client_addr = %opts.client_addr,
+        data_dir = %opts.data_dir.display(),
+        tick_time_ms = opts.tick_time_ms,
+        min_session_timeout_ms = opts.min_session_timeout_ms,
+        max_session_timeout_ms = opts.max_session_timeout_ms,
+        max_client_cnxns = opts.max_client_cnxns,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "corral {} serving standalone",
+        env!("CARGO_PKG_VERSION")
+    );
+    run(listener, opts, shutdown).await?;
+    info!("stopped");
+    Ok(())
+}
