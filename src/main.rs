@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Server { config } => {
@@ -37,7 +38,8 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(corral::server::start::run_from_config(&config))
+            rt.block_on(corral::server::start::run_from_config(&config))?;
+            Ok(())
         }
     }
 }
