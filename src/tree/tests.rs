@@ -1,0 +1,1 @@
+//! Semantic tests of the tree against ZooKeeper 3.9 behaviour.
