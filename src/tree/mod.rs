@@ -19,7 +19,7 @@ pub mod acl;
 mod apply;
 pub mod node;
 pub mod path;
-mod prep;
+pub mod prep;
 mod read;
 pub mod txn;
 pub mod watch;
@@ -36,6 +36,7 @@ use crate::jute::{Acl, Id, Stat};
 
 pub use acl::{authenticate, digest};
 pub use node::{EphemeralType, MAX_TTL_MS};
+pub use prep::Pending;
 pub use txn::{ApplyOutcome, NodeKind, Txn, TxnBody, TxnResult, WatchFired};
 
 use acl::AclTable;

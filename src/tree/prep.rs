@@ -31,16 +31,54 @@ struct View {
     child_count: i64,
 }
 
-/// The tree as prep sees it: the database plus pending changes of the current multi.
+/// Changes of writes that were prepped but not applied yet (ZooKeeper's
+/// `outstandingChanges`). A leader that pipelines writes preps request N+1 before request N
+/// is applied; passing the same `Pending` to [`Database::prep_pipelined`] makes N+1 see N's
+/// effects (sequence numbers, NodeExists, versions). Call [`Pending::applied`] after each
+/// apply.
+#[derive(Debug, Default, Clone)]
+pub struct Pending {
+    /// path -> (zxid of the last txn that touched it, state after it; None = deleted).
+    changes: HashMap<String, (i64, Option<View>)>,
+}
+
+impl Pending {
+    pub fn new() -> Self {
+        Pending::default()
+    }
+
+    /// Forgets the changes of every txn up to and including `zxid` (now in the tree).
+    pub fn applied(&mut self, zxid: i64) {
+        self.changes.retain(|_, (z, _)| *z > zxid);
+    }
+
+    /// Forgets everything (e.g. after a leader change).
+    pub fn clear(&mut self) {
+        self.changes.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// The tree as prep sees it: the database, then the pending changes of earlier unapplied
+/// writes, then the changes of the current request (earlier ops of the same multi).
 struct Overlay<'a> {
     db: &'a Database,
+    pending: Option<&'a Pending>,
     changes: HashMap<String, Option<View>>,
 }
 
 impl<'a> Overlay<'a> {
-    fn new(db: &'a Database) -> Self {
+    fn new(db: &'a Database, pending: Option<&'a Pending>) -> Self {
         Overlay {
             db,
+            pending,
             changes: HashMap::new(),
         }
     }
@@ -49,6 +87,9 @@ impl<'a> Overlay<'a> {
         // ZooKeeper's parent of "/x" is "", which it stores as the root.
         let path = if path.is_empty() { "/" } else { path };
         if let Some(change) = self.changes.get(path) {
+            return change.clone();
+        }
+        if let Some((_, change)) = self.pending.and_then(|p| p.changes.get(path)) {
             return change.clone();
         }
         let n = self.db.nodes.get(path)?;
@@ -96,21 +137,87 @@ impl Database {
     /// a multi never fails as a whole because of its ops: it returns `Ok(TxnBody::Multi)` with
     /// error entries.
     pub fn prep(&self, ctx: &RequestContext, req: &Request) -> Result<TxnBody, ErrorCode> {
-        let mut ov = Overlay::new(self);
+        let mut ov = Overlay::new(self, None);
+        self.prep_in(&mut ov, ctx, req)
+    }
+
+    /// `prep` for a pipelining leader: validates against the tree plus `pending` (writes
+    /// prepped but not yet applied) and, on success, records this write's effects in
+    /// `pending` under `zxid`, the zxid the txn will be committed with. A failed multi
+    /// records nothing.
+    pub fn prep_pipelined(
+        &self,
+        pending: &mut Pending,
+        zxid: i64,
+        ctx: &RequestContext,
+        req: &Request,
+    ) -> Result<TxnBody, ErrorCode> {
+        let (body, changes) = {
+            let mut ov = Overlay::new(self, Some(pending));
+            let body = self.prep_in(&mut ov, ctx, req)?;
+            if let TxnBody::CloseSession = body {
+                self.record_close_session(&mut ov, ctx.session_id);
+            }
+            (body, ov.changes)
+        };
+        let failed_multi = matches!(&body, TxnBody::Multi(subs) if subs.iter().any(|s| matches!(s, TxnBody::Error(_))));
+        if !failed_multi {
+            for (path, view) in changes {
+                pending.changes.insert(path, (zxid, view));
+            }
+        }
+        Ok(body)
+    }
+
+    /// Marks every ephemeral the session will own when its close is applied as deleted.
+    fn record_close_session(&self, ov: &mut Overlay, session: i64) {
+        let mut paths: Vec<String> = self.session_ephemerals(session);
+        if let Some(p) = ov.pending {
+            for (path, (_, view)) in &p.changes {
+                if view.as_ref().is_some_and(|v| v.owner == session) {
+                    paths.push(path.clone());
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        for path in paths {
+            let Some(node) = ov.lookup(&path) else {
+                continue;
+            };
+            if node.owner != session {
+                continue;
+            }
+            let Some(parent_path) = parent_of(&path) else {
+                continue;
+            };
+            if let Some(parent) = ov.lookup(parent_path) {
+                self.record_delete(ov, &path, parent_path, parent);
+            }
+        }
+    }
+
+    fn prep_in(
+        &self,
+        ov: &mut Overlay,
+        ctx: &RequestContext,
+        req: &Request,
+    ) -> Result<TxnBody, ErrorCode> {
+        let ov = &mut *ov;
         match req {
-            Request::Create(c) => self.prep_create(&mut ov, ctx, c),
-            Request::Delete { path, version } => self.prep_delete(&mut ov, ctx, path, *version),
-            Request::DeleteContainer { path } => self.prep_delete_container(&mut ov, path),
+            Request::Create(c) => self.prep_create(ov, ctx, c),
+            Request::Delete { path, version } => self.prep_delete(ov, ctx, path, *version),
+            Request::DeleteContainer { path } => self.prep_delete_container(ov, path),
             Request::SetData {
                 path,
                 data,
                 version,
-            } => self.prep_set_data(&mut ov, ctx, path, data, *version),
+            } => self.prep_set_data(ov, ctx, path, data, *version),
             Request::SetAcl { path, acl, version } => {
-                self.prep_set_acl(&mut ov, ctx, path, acl, *version)
+                self.prep_set_acl(ov, ctx, path, acl, *version)
             }
-            Request::Check { path, version } => self.prep_check(&mut ov, ctx, path, *version),
-            Request::Multi(ops) => self.prep_multi(&mut ov, ctx, ops),
+            Request::Check { path, version } => self.prep_check(ov, ctx, path, *version),
+            Request::Multi(ops) => self.prep_multi(ov, ctx, ops),
             Request::CloseSession => Ok(TxnBody::CloseSession),
             _ => Err(ErrorCode::Unimplemented),
         }

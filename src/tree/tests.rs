@@ -1577,3 +1577,72 @@ fn same_txns_give_same_tree() {
     assert_eq!(dump(&h.db), dump(&replica));
     assert_eq!(replica.last_zxid(), 6);
 }
+
+#[test]
+fn pipelined_prep_sees_unapplied_writes() {
+    let mut h = H::new();
+    let ids = vec![ip()];
+    let ctx = RequestContext {
+        session_id: S1,
+        ids: &ids,
+        is_super: false,
+    };
+    let mut pending = Pending::new();
+    let seq = create_req(OpCode::Create, "/s", create_flags::PERSISTENT_SEQUENTIAL);
+    let b1 = h.db.prep_pipelined(&mut pending, 1, &ctx, &seq).unwrap();
+    let b2 = h.db.prep_pipelined(&mut pending, 2, &ctx, &seq).unwrap();
+    let b3 =
+        h.db.prep_pipelined(
+            &mut pending,
+            3,
+            &ctx,
+            &create_req(OpCode::Create, "/e", create_flags::EPHEMERAL),
+        )
+        .unwrap();
+    let b4 =
+        h.db.prep_pipelined(
+            &mut pending,
+            4,
+            &ctx,
+            &create_req(OpCode::Create, "/e/x", 0),
+        )
+        .unwrap_err();
+    assert_eq!(b4, ErrorCode::NoChildrenForEphemerals);
+    assert_eq!(
+        h.db.prep_pipelined(&mut pending, 4, &ctx, &create_req(OpCode::Create, "/e", 0)),
+        Err(ErrorCode::NodeExists)
+    );
+    // A failed multi records nothing.
+    let bad = Request::Multi(vec![
+        MultiOp::Delete {
+            path: "/e".into(),
+            version: -1,
+        },
+        MultiOp::Delete {
+            path: "/nope".into(),
+            version: -1,
+        },
+    ]);
+    assert!(matches!(
+        h.db.prep_pipelined(&mut pending, 4, &ctx, &bad),
+        Ok(TxnBody::Multi(_))
+    ));
+    let close =
+        h.db.prep_pipelined(&mut pending, 4, &ctx, &Request::CloseSession)
+            .unwrap();
+    // After the close (not yet applied) /e is gone for later writes.
+    let b5 =
+        h.db.prep_pipelined(&mut pending, 5, &ctx, &create_req(OpCode::Create, "/e", 0))
+            .unwrap();
+    for (i, b) in [b1, b2, b3, close, b5].into_iter().enumerate() {
+        let out = h.commit(S1, b);
+        pending.applied(i as i64 + 1);
+        assert!(!matches!(out.result, TxnResult::Error(_)), "{out:?}");
+    }
+    assert!(pending.is_empty());
+    assert_eq!(
+        h.db.children("/").unwrap(),
+        vec!["e", "s0000000000", "s0000000001", "zookeeper"]
+    );
+    assert_eq!(h.stat("/e").ephemeral_owner, 0);
+}
