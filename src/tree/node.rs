@@ -184,6 +184,16 @@ mod tests {
     }
 
     #[test]
+    fn node_stays_compact() {
+        // Stat fields + ACL index + data handle + optional child set.
+        assert!(
+            std::mem::size_of::<Node>() <= 104,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
+    }
+
+    #[test]
     fn client_cversion_counts_creates_and_deletes() {
         let mut n = Node::new(1, 1, 0, 0, None);
         n.cversion = 3;
