@@ -55,11 +55,11 @@ impl OpResult {
 pub enum Response {
     /// No body: errors, delete, ping, sync-less acks, setWatches, auth, closeSession.
     Empty,
-    /// create (1) and createContainer without stat.
+    /// create (1).
     Create {
         path: String,
     },
-    /// create2, createContainer, createTTL.
+    /// create2, createContainer, createTTL (all answer with a Create2Response).
     Create2 {
         path: String,
         stat: Stat,
@@ -100,6 +100,8 @@ pub enum Response {
     Sasl {
         token: Bytes,
     },
+    /// An `ErrorResponse` record: addWatch answers with one of these carrying 0.
+    ErrorBody(ErrorCode),
     /// The body of a notification (xid -1).
     Watch(WatcherEvent),
 }
@@ -163,6 +165,7 @@ impl Response {
                 w.write_string(&i.user);
             }),
             Response::Sasl { token } => w.write_buffer(Some(token)),
+            Response::ErrorBody(e) => w.write_i32(e.code()),
             Response::Watch(ev) => ev.write(w),
         }
     }

@@ -20,8 +20,8 @@ use super::session::{session_password, ConnId, SessionTable};
 use super::stats::{ConnStats, ServerStats};
 use super::ServerOptions;
 use crate::jute::{
-    event_type, keeper_state, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, Id, OpCode,
-    Request, Response, WatcherEvent,
+    ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, Id, OpCode, Request, Response,
+    WatcherEvent,
 };
 use crate::tree::{Database, RequestContext, TreeOptions, Txn, TxnBody, TxnResult, WatchFired};
 
@@ -217,19 +217,25 @@ impl Core {
             body,
         };
         let outcome = self.db.apply(&txn);
-        self.deliver_events(zxid, outcome.events);
+        self.deliver_events(outcome.events);
         (zxid, outcome.result)
     }
 
-    fn deliver_events(&mut self, zxid: i64, events: Vec<WatchFired>) {
+    fn deliver_events(&mut self, events: Vec<WatchFired>) {
         for fired in events {
             let Some(conn_id) = self.sessions.get(fired.session_id).and_then(|s| s.conn) else {
                 continue;
             };
+            if fired.acl.is_some() {
+                let (ids, is_super) = self.identities(conn_id, fired.session_id);
+                if !fired.visible_to(&ids, is_super) {
+                    continue;
+                }
+            }
             self.send(
                 conn_id,
                 Outbound::Event {
-                    zxid,
+                    zxid: fired.zxid,
                     event: fired.event,
                 },
             );
@@ -380,7 +386,11 @@ impl Core {
     /// watches that causes), then its connection, if any, is closed.
     fn close_session(&mut self, sid: i64, reply_to: Option<(ConnId, i32)>) {
         self.sessions.mark_closing(sid);
-        let (zxid, _res) = self.commit(sid, reply_to.map(|r| r.1).unwrap_or(0), TxnBody::CloseSession);
+        let (zxid, _res) = self.commit(
+            sid,
+            reply_to.map(|r| r.1).unwrap_or(0),
+            TxnBody::CloseSession,
+        );
         let conn = self.sessions.remove(sid).and_then(|s| s.conn);
         self.db.remove_session_watches(sid);
         if let Some((conn_id, xid)) = reply_to {
@@ -409,38 +419,70 @@ impl Core {
         self.stats.packets_received += 1;
         let now = self.mono_ms();
         if !self.sessions.touch(sid, now) {
-            self.reply(conn_id, xid, self.last_zxid, ErrorCode::SessionExpired, Response::Empty, op, received_at);
+            self.reply(
+                conn_id,
+                xid,
+                self.last_zxid,
+                ErrorCode::SessionExpired,
+                Response::Empty,
+                op,
+                received_at,
+            );
             self.drop_conn(conn_id);
             return;
         }
         match req {
-            Request::Ping => {
-                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::Empty, op, received_at)
-            }
+            Request::Ping => self.reply(
+                conn_id,
+                xid,
+                self.last_zxid,
+                ErrorCode::Ok,
+                Response::Empty,
+                op,
+                received_at,
+            ),
             Request::CloseSession => {
                 self.close_session(sid, Some((conn_id, xid)));
             }
-            Request::Auth { scheme, auth, .. } => self.on_auth(conn_id, sid, xid, &scheme, &auth, received_at),
+            Request::Auth { scheme, auth, .. } => {
+                self.on_auth(conn_id, sid, xid, &scheme, &auth, received_at)
+            }
             Request::Sasl { .. } => {
                 // SASL is not configured: ZooKeeper answers an empty token with OK and carries on.
-                self.reply(conn_id, xid, 0, ErrorCode::Ok, Response::Sasl { token: Bytes::new() }, op, received_at)
+                self.reply(
+                    conn_id,
+                    xid,
+                    0,
+                    ErrorCode::Ok,
+                    Response::Sasl {
+                        token: Bytes::new(),
+                    },
+                    op,
+                    received_at,
+                )
             }
             Request::SetWatches(sw) => {
                 let events = self.db.set_watches(sid, &sw);
-                for fired in events {
-                    self.send(
-                        conn_id,
-                        Outbound::Event {
-                            zxid: -1,
-                            event: fired.event,
-                        },
-                    );
-                }
-                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::Empty, op, received_at)
+                self.deliver_events(events);
+                self.reply(
+                    conn_id,
+                    xid,
+                    self.last_zxid,
+                    ErrorCode::Ok,
+                    Response::Empty,
+                    op,
+                    received_at,
+                )
             }
-            Request::Sync { path } => {
-                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::Sync { path }, op, received_at)
-            }
+            Request::Sync { path } => self.reply(
+                conn_id,
+                xid,
+                self.last_zxid,
+                ErrorCode::Ok,
+                Response::Sync { path },
+                op,
+                received_at,
+            ),
             Request::WhoAmI => {
                 let mut infos = Vec::new();
                 if let Some(c) = self.conns.get(&conn_id) {
@@ -457,7 +499,15 @@ impl Core {
                         });
                     }
                 }
-                self.reply(conn_id, xid, self.last_zxid, ErrorCode::Ok, Response::WhoAmI(infos), op, received_at)
+                self.reply(
+                    conn_id,
+                    xid,
+                    self.last_zxid,
+                    ErrorCode::Ok,
+                    Response::WhoAmI(infos),
+                    op,
+                    received_at,
+                )
             }
             req if op.is_write() => self.on_write(conn_id, sid, xid, req, received_at),
             req => {
@@ -493,7 +543,28 @@ impl Core {
         (ids, is_super)
     }
 
-    fn on_auth(&mut self, conn_id: ConnId, sid: i64, xid: i32, scheme: &str, auth: &[u8], received_at: Instant) {
+    fn on_auth(
+        &mut self,
+        conn_id: ConnId,
+        sid: i64,
+        xid: i32,
+        scheme: &str,
+        auth: &[u8],
+        received_at: Instant,
+    ) {
+        if scheme == "ip" {
+            // The ip identity comes from the socket; ZooKeeper answers such a packet with OK.
+            self.reply(
+                conn_id,
+                xid,
+                0,
+                ErrorCode::Ok,
+                Response::Empty,
+                OpCode::Auth,
+                received_at,
+            );
+            return;
+        }
         match crate::tree::acl::authenticate(scheme, auth) {
             Ok(id) => {
                 let is_super = id.scheme == "digest"
@@ -504,17 +575,40 @@ impl Core {
                     }
                     s.is_super |= is_super;
                 }
-                self.reply(conn_id, xid, 0, ErrorCode::Ok, Response::Empty, OpCode::Auth, received_at);
+                self.reply(
+                    conn_id,
+                    xid,
+                    0,
+                    ErrorCode::Ok,
+                    Response::Empty,
+                    OpCode::Auth,
+                    received_at,
+                );
             }
             Err(_) => {
                 warn!(scheme, "authentication failed");
-                self.reply(conn_id, xid, 0, ErrorCode::AuthFailed, Response::Empty, OpCode::Auth, received_at);
+                self.reply(
+                    conn_id,
+                    xid,
+                    0,
+                    ErrorCode::AuthFailed,
+                    Response::Empty,
+                    OpCode::Auth,
+                    received_at,
+                );
                 self.drop_conn(conn_id);
             }
         }
     }
 
-    fn on_write(&mut self, conn_id: ConnId, sid: i64, xid: i32, req: Request, received_at: Instant) {
+    fn on_write(
+        &mut self,
+        conn_id: ConnId,
+        sid: i64,
+        xid: i32,
+        req: Request,
+        received_at: Instant,
+    ) {
         let op = req.op_code();
         let body = {
             let (ids, is_super) = self.identities(conn_id, sid);
@@ -535,7 +629,16 @@ impl Core {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn reply(&mut self, conn_id: ConnId, xid: i32, zxid: i64, err: ErrorCode, body: Response, op: OpCode, received_at: Instant) {
+    fn reply(
+        &mut self,
+        conn_id: ConnId,
+        xid: i32,
+        zxid: i64,
+        err: ErrorCode,
+        body: Response,
+        op: OpCode,
+        received_at: Instant,
+    ) {
         let latency_ms = received_at.elapsed().as_millis() as u64;
         self.stats.latency.record(latency_ms);
         if let Some(c) = self.conns.get_mut(&conn_id) {
@@ -546,7 +649,15 @@ impl Core {
             c.stats.last_latency_ms = latency_ms;
             c.stats.latency.record(latency_ms);
         }
-        self.send(conn_id, Outbound::Reply { xid, zxid, err, body });
+        self.send(
+            conn_id,
+            Outbound::Reply {
+                xid,
+                zxid,
+                err,
+                body,
+            },
+        );
     }
 
     fn four_letter(&mut self, word: &str, peer: SocketAddr) -> String {
@@ -561,7 +672,11 @@ impl Core {
                 .map(|c| four_letter::ConnView {
                     peer: c.peer,
                     session_id: c.session_id,
-                    timeout_ms: self.sessions.get(c.session_id).map(|s| s.timeout_ms).unwrap_or(0),
+                    timeout_ms: self
+                        .sessions
+                        .get(c.session_id)
+                        .map(|s| s.timeout_ms)
+                        .unwrap_or(0),
                     stats: &c.stats,
                 })
                 .collect(),
@@ -591,22 +706,8 @@ fn response_for(op: OpCode, result: TxnResult) -> (ErrorCode, Response) {
             OpCode::Create => (ErrorCode::Ok, Response::Create { path }),
             _ => (ErrorCode::Ok, Response::Create2 { path, stat }),
         },
-        TxnResult::Deleted | TxnResult::Checked => (ErrorCode::Ok, Response::Empty),
-        TxnResult::SetData { stat } | TxnResult::SetAcl { stat } => {
-            (ErrorCode::Ok, Response::Stat(stat))
-        }
+        TxnResult::Deleted | TxnResult::Session => (ErrorCode::Ok, Response::Empty),
+        TxnResult::Stat(stat) | TxnResult::Checked(stat) => (ErrorCode::Ok, Response::Stat(stat)),
         TxnResult::Multi(results) => (ErrorCode::Ok, Response::Multi(results)),
-        TxnResult::SessionCreated | TxnResult::SessionClosed | TxnResult::Data(_) => {
-            (ErrorCode::Ok, Response::Empty)
-        }
-    }
-}
-
-/// The event a client gets when its session is closed under it.
-pub fn expired_event() -> WatcherEvent {
-    WatcherEvent {
-        event_type: event_type::NONE,
-        state: keeper_state::EXPIRED,
-        path: String::new(),
     }
 }

@@ -48,7 +48,9 @@ pub struct ConnView<'a> {
 }
 
 fn millis(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 fn conn_line(out: &mut String, c: &ConnView<'_>, brief: bool) {
@@ -97,7 +99,10 @@ fn format_avg(v: f64) -> String {
 
 /// Formats a wall-clock time like Java's `Date.toString()` in UTC.
 fn java_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -235,7 +240,10 @@ pub fn render(word: &str, v: &View<'_>) -> String {
                 ("znode_count", v.db.node_count().to_string()),
                 ("watch_count", watches.to_string()),
                 ("ephemerals_count", v.db.ephemeral_count().to_string()),
-                ("approximate_data_size", v.db.approximate_data_size().to_string()),
+                (
+                    "approximate_data_size",
+                    v.db.approximate_data_size().to_string(),
+                ),
                 ("open_file_descriptor_count", open_fds().to_string()),
                 ("max_file_descriptor_count", max_fds().to_string()),
                 ("last_proposal_size", "-1".into()),
@@ -285,7 +293,12 @@ pub fn render(word: &str, v: &View<'_>) -> String {
         "dump" => {
             out.push_str("SessionTracker dump:\n");
             let buckets = v.sessions.expiry_buckets();
-            let _ = writeln!(out, "Session Sets ({})/({}):", buckets.len(), v.sessions.len());
+            let _ = writeln!(
+                out,
+                "Session Sets ({})/({}):",
+                buckets.len(),
+                v.sessions.len()
+            );
             let wall_start = SystemTime::now() - v.started.elapsed();
             for (at_ms, ids) in buckets {
                 let when = wall_start + Duration::from_millis(at_ms);

@@ -72,7 +72,10 @@ pub async fn run_from_config(path: &Path) -> Result<(), StartError> {
     let started = Instant::now();
     let cfg = Config::load(path)?;
     for (line, key) in &cfg.unknown_keys {
-        warn!("{}:{}: unknown key '{}' ignored", cfg.source_name, line, key);
+        warn!(
+            "{}:{}: unknown key '{}' ignored",
+            cfg.source_name, line, key
+        );
     }
     for w in &cfg.warnings {
         warn!("{}: {}", cfg.source_name, w);

@@ -107,9 +107,9 @@ impl Database {
                     }
                     _ => return Err(ErrorCode::MarshallingError),
                 }
-                // ZooKeeper replies with an ErrorResponse body: one int, 0. The Java client
-                // reads it, so the body must be there; this variant encodes exactly that.
-                Ok(Response::GetAllChildrenNumber { total: 0 })
+                // ZooKeeper replies with an ErrorResponse body (one int, 0) that the Java
+                // client reads.
+                Ok(Response::ErrorBody(ErrorCode::Ok))
             }
             Request::CheckWatches { path, watcher_type } => {
                 if self.contains_watch(path, *watcher_type, ctx.session_id)? {
