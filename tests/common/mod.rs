@@ -341,7 +341,7 @@ impl Server {
                     "server exited during start-up with {status}; log:\n{log}"
                 )));
             }
-            if is_serving(&self.addr()) {
+            if is_serving(&self.addr()) && accepts_sessions(&self.addr()) {
                 return Ok(());
             }
             if start.elapsed() > DEADLINE {
@@ -512,6 +512,26 @@ pub fn is_serving(addr: &str) -> bool {
         Ok(s) => s == "imok" || s.contains("is not executed because it is not in the whitelist"),
         Err(_) => false,
     }
+}
+
+/// Whether a session can be established (and closed again). ZooKeeper answers `ruok` before
+/// it accepts sessions, so readiness also checks this.
+pub fn accepts_sessions(addr: &str) -> bool {
+    let attempt = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(&raw::connect_request(10_000, 0, &[0u8; 16], Some(false)))?;
+        let body = raw::read_frame(&mut s)?;
+        let resp = raw::parse_connect_response(&body);
+        if resp.session_id == 0 {
+            return Ok(false);
+        }
+        let close = raw::Enc::new().int(1).int(raw::op::CLOSE_SESSION).into_vec();
+        s.write_all(&raw::frame(&close))?;
+        let _ = raw::read_frame(&mut s)?;
+        Ok(true)
+    };
+    attempt().unwrap_or(false)
 }
 
 /// Send a four-letter word to `addr` and read until EOF.
