@@ -65,7 +65,10 @@ fn handshake_without_read_only_byte_gets_reply_without_it() {
     assert_ne!(resp.session_id, 0);
     assert_eq!(resp.timeout, 10_000);
     assert_eq!(resp.passwd.len(), 16);
-    assert_eq!(resp.read_only, None, "old clients must not get the readOnly byte");
+    assert_eq!(
+        resp.read_only, None,
+        "old clients must not get the readOnly byte"
+    );
     assert_eq!(resp.frame_len, 4 + 4 + 8 + 4 + 16);
     // The session works.
     assert_eq!(old.create("/old", b"x", 0).err, err::OK);
@@ -89,7 +92,10 @@ fn oversize_frame_closes_only_that_connection() {
     let mut bytes = (64 * 1024i32).to_be_bytes().to_vec();
     bytes.extend(vec![0u8; 1024]);
     let _ = bad.write_raw(&bytes);
-    assert!(bad.wait_closed(), "server must close a connection sending an oversize frame");
+    assert!(
+        bad.wait_closed(),
+        "server must close a connection sending an oversize frame"
+    );
 
     // The other session is unaffected.
     assert_eq!(good.get_data("/keep", false).err, err::OK);
@@ -125,7 +131,10 @@ fn garbage_after_handshake_closes_only_that_connection() {
     // A frame too short to hold a request header.
     let mut bad = Raw::connect(&s.addr(), 10_000);
     let _ = bad.write_raw(b"\x00\x00\x00\x03abc");
-    assert!(bad.wait_closed(), "undecodable request header must close the connection");
+    assert!(
+        bad.wait_closed(),
+        "undecodable request header must close the connection"
+    );
 
     // Random bytes that are not even a sensible frame.
     let mut bad2 = Raw::connect(&s.addr(), 10_000);
@@ -172,9 +181,17 @@ fn ping_with_special_xid() {
     assert_eq!(rep.err, err::OK);
     assert!(rep.body.is_empty());
     // Normal requests still work after pings, and pings interleave in order.
-    r.send(7, op::EXISTS, &Enc::new().string("/").bool(false).into_vec());
+    r.send(
+        7,
+        op::EXISTS,
+        &Enc::new().string("/").bool(false).into_vec(),
+    );
     r.send(xid::PING, op::PING, &[]);
-    r.send(8, op::EXISTS, &Enc::new().string("/zookeeper").bool(false).into_vec());
+    r.send(
+        8,
+        op::EXISTS,
+        &Enc::new().string("/zookeeper").bool(false).into_vec(),
+    );
     let xs: Vec<i32> = (0..3).map(|_| r.read_any().unwrap().xid).collect();
     assert_eq!(xs, vec![7, xid::PING, 8]);
     s.assert_healthy_raw();
@@ -184,7 +201,11 @@ fn ping_with_special_xid() {
 fn auth_reply_uses_auth_xid() {
     let s = ServerBuilder::new().start();
     let mut r = Raw::connect(&s.addr(), 10_000);
-    let body = Enc::new().int(0).string("digest").buffer(b"bob:secret").into_vec();
+    let body = Enc::new()
+        .int(0)
+        .string("digest")
+        .buffer(b"bob:secret")
+        .into_vec();
     r.send(xid::AUTH, op::AUTH, &body);
     let rep = r.read_any().unwrap();
     assert_eq!(rep.xid, xid::AUTH);
@@ -196,7 +217,11 @@ fn auth_reply_uses_auth_xid() {
 fn auth_with_unknown_scheme_fails_session() {
     let s = ServerBuilder::new().start();
     let mut r = Raw::connect(&s.addr(), 10_000);
-    let body = Enc::new().int(0).string("nosuchscheme").buffer(b"x").into_vec();
+    let body = Enc::new()
+        .int(0)
+        .string("nosuchscheme")
+        .buffer(b"x")
+        .into_vec();
     r.send(xid::AUTH, op::AUTH, &body);
     let rep = r.read_any().unwrap();
     assert_eq!(rep.xid, xid::AUTH);
@@ -210,7 +235,12 @@ fn request_body_truncated_closes_connection() {
     let s = ServerBuilder::new().start();
     let mut r = Raw::connect(&s.addr(), 10_000);
     // getData header with a path length claiming more bytes than the frame holds.
-    let body = Enc::new().int(1).int(op::GET_DATA).int(100).raw(b"/ab").into_vec();
+    let body = Enc::new()
+        .int(1)
+        .int(op::GET_DATA)
+        .int(100)
+        .raw(b"/ab")
+        .into_vec();
     let _ = r.write_raw(&raw::frame(&body));
     assert!(r.wait_closed());
     s.assert_healthy_raw();

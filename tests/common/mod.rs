@@ -526,7 +526,10 @@ pub fn accepts_sessions(addr: &str) -> bool {
         if resp.session_id == 0 {
             return Ok(false);
         }
-        let close = raw::Enc::new().int(1).int(raw::op::CLOSE_SESSION).into_vec();
+        let close = raw::Enc::new()
+            .int(1)
+            .int(raw::op::CLOSE_SESSION)
+            .into_vec();
         s.write_all(&raw::frame(&close))?;
         let _ = raw::read_frame(&mut s)?;
         Ok(true)
