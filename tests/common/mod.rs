@@ -363,6 +363,8 @@ impl Server {
             .arg("-cp")
             .arg("/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar")
             .arg("-Dzookeeper.admin.enableServer=false")
+            // Containers and TTL nodes are reaped by a periodic check (60 s by default).
+            .arg("-Dznode.container.checkIntervalMs=100")
             .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
             .arg(format!(
                 "-Dzookeeper.4lw.commands.whitelist={}",
