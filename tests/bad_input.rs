@@ -1,0 +1,256 @@
+//! Codec and bad input: pipelining, old handshakes, oversize frames, garbage, unknown opcodes,
+//! special xids. After every bad input the server must keep serving other sessions.
+
+mod common;
+
+use common::raw::{self, err, op, xid, Enc, Raw};
+use common::*;
+use std::io::Write;
+
+#[test]
+fn pipelined_requests_get_replies_in_order() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(r.create("/pipe", b"hello", 0).err, err::OK);
+    // 100 getData and a few other requests in one write, no waiting in between.
+    let mut bytes = Vec::new();
+    for i in 0..100 {
+        let body = Enc::new()
+            .int(1000 + i)
+            .int(op::GET_DATA)
+            .string("/pipe")
+            .bool(false)
+            .into_vec();
+        bytes.extend(raw::frame(&body));
+        if i % 10 == 5 {
+            // interleave a write and a failing read: order must still be kept
+            let body = Enc::new()
+                .int(5000 + i)
+                .int(op::EXISTS)
+                .string("/does-not-exist")
+                .bool(false)
+                .into_vec();
+            bytes.extend(raw::frame(&body));
+        }
+    }
+    r.write_raw(&bytes).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        expected.push(1000 + i);
+        if i % 10 == 5 {
+            expected.push(5000 + i);
+        }
+    }
+    for x in expected {
+        let rep = r.read_reply();
+        assert_eq!(rep.xid, x, "replies must come back in request order");
+        if x >= 5000 {
+            assert_eq!(rep.err, err::NO_NODE);
+        } else {
+            assert_eq!(rep.err, err::OK);
+            let mut d = rep.dec();
+            assert_eq!(d.buffer().unwrap(), b"hello");
+            let st = d.stat();
+            assert_eq!(st.data_length, 5);
+        }
+    }
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn handshake_without_read_only_byte_gets_reply_without_it() {
+    let s = ServerBuilder::new().start();
+    // 3.4-era ConnectRequest: no trailing readOnly byte.
+    let (mut old, resp) = Raw::handshake(&s.addr(), 10_000, 0, &[0u8; 16], None);
+    assert_ne!(resp.session_id, 0);
+    assert_eq!(resp.timeout, 10_000);
+    assert_eq!(resp.passwd.len(), 16);
+    assert_eq!(
+        resp.read_only, None,
+        "old clients must not get the readOnly byte"
+    );
+    assert_eq!(resp.frame_len, 4 + 4 + 8 + 4 + 16);
+    // The session works.
+    assert_eq!(old.create("/old", b"x", 0).err, err::OK);
+    assert_eq!(old.get_data("/old", false).err, err::OK);
+
+    // A modern handshake gets the trailing byte.
+    let (mut new, resp) = Raw::handshake(&s.addr(), 10_000, 0, &[0u8; 16], Some(false));
+    assert_eq!(resp.read_only, Some(false));
+    assert_eq!(resp.frame_len, 4 + 4 + 8 + 4 + 16 + 1);
+    assert_eq!(new.get_data("/old", false).err, err::OK);
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn oversize_frame_closes_only_that_connection() {
+    let s = ServerBuilder::new().jute_max_buffer(4096).start();
+    let mut good = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(good.create("/keep", b"x", 0).err, err::OK);
+
+    let mut bad = Raw::connect(&s.addr(), 10_000);
+    let mut bytes = (64 * 1024i32).to_be_bytes().to_vec();
+    bytes.extend(vec![0u8; 1024]);
+    let _ = bad.write_raw(&bytes);
+    assert!(
+        bad.wait_closed(),
+        "server must close a connection sending an oversize frame"
+    );
+
+    // The other session is unaffected.
+    assert_eq!(good.get_data("/keep", false).err, err::OK);
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn huge_length_prefix_closes_only_that_connection() {
+    let s = ServerBuilder::new().start();
+    let mut good = Raw::connect(&s.addr(), 10_000);
+    let mut bad = Raw::connect(&s.addr(), 10_000);
+    let _ = bad.write_raw(&0x7fff_fff0i32.to_be_bytes());
+    assert!(bad.wait_closed());
+    assert_eq!(good.exists("/", false).err, err::OK);
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn negative_length_prefix_closes_connection() {
+    let s = ServerBuilder::new().start();
+    let mut bad = Raw::connect(&s.addr(), 10_000);
+    let _ = bad.write_raw(&(-2i32).to_be_bytes());
+    assert!(bad.wait_closed());
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn garbage_after_handshake_closes_only_that_connection() {
+    let s = ServerBuilder::new().start();
+    let mut good = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(good.create("/g", b"", 0).err, err::OK);
+
+    // A frame too short to hold a request header.
+    let mut bad = Raw::connect(&s.addr(), 10_000);
+    let _ = bad.write_raw(b"\x00\x00\x00\x03abc");
+    assert!(
+        bad.wait_closed(),
+        "undecodable request header must close the connection"
+    );
+
+    // Random bytes that are not even a sensible frame.
+    let mut bad2 = Raw::connect(&s.addr(), 10_000);
+    let _ = bad2.write_raw(&[0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06]);
+    assert!(bad2.wait_closed());
+
+    assert_eq!(good.get_data("/g", false).err, err::OK);
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn garbage_instead_of_handshake_closes_connection() {
+    let s = ServerBuilder::new().start();
+    let mut t = raw::tcp(&s.addr());
+    // A 5-byte frame cannot be a ConnectRequest.
+    t.write_all(b"\x00\x00\x00\x05hello").unwrap();
+    assert!(raw::wait_closed(&mut t));
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn unknown_opcode_gets_unimplemented_then_connection_closes() {
+    let s = ServerBuilder::new().start();
+    let mut good = Raw::connect(&s.addr(), 10_000);
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    r.send(42, 77, &[]);
+    let rep = r.read_reply();
+    assert_eq!(rep.xid, 42);
+    assert_eq!(rep.err, err::UNIMPLEMENTED);
+    assert!(rep.body.is_empty());
+    // ZooKeeper answers Unimplemented and then closes the connection (not the session).
+    assert!(r.wait_closed());
+    assert_eq!(good.exists("/", false).err, err::OK);
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn ping_with_special_xid() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    r.send(xid::PING, op::PING, &[]);
+    let rep = r.read_any().unwrap();
+    assert_eq!(rep.xid, xid::PING);
+    assert_eq!(rep.err, err::OK);
+    assert!(rep.body.is_empty());
+    // Normal requests still work after pings, and pings interleave in order.
+    r.send(
+        7,
+        op::EXISTS,
+        &Enc::new().string("/").bool(false).into_vec(),
+    );
+    r.send(xid::PING, op::PING, &[]);
+    r.send(
+        8,
+        op::EXISTS,
+        &Enc::new().string("/zookeeper").bool(false).into_vec(),
+    );
+    let xs: Vec<i32> = (0..3).map(|_| r.read_any().unwrap().xid).collect();
+    assert_eq!(xs, vec![7, xid::PING, 8]);
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn auth_reply_uses_auth_xid() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    let body = Enc::new()
+        .int(0)
+        .string("digest")
+        .buffer(b"bob:secret")
+        .into_vec();
+    r.send(xid::AUTH, op::AUTH, &body);
+    let rep = r.read_any().unwrap();
+    assert_eq!(rep.xid, xid::AUTH);
+    assert_eq!(rep.err, err::OK);
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn auth_with_unknown_scheme_fails_session() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    let body = Enc::new()
+        .int(0)
+        .string("nosuchscheme")
+        .buffer(b"x")
+        .into_vec();
+    r.send(xid::AUTH, op::AUTH, &body);
+    let rep = r.read_any().unwrap();
+    assert_eq!(rep.xid, xid::AUTH);
+    assert_eq!(rep.err, err::AUTH_FAILED);
+    assert!(r.wait_closed(), "auth failure closes the connection");
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn request_body_truncated_closes_connection() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    // getData header with a path length claiming more bytes than the frame holds.
+    let body = Enc::new()
+        .int(1)
+        .int(op::GET_DATA)
+        .int(100)
+        .raw(b"/ab")
+        .into_vec();
+    let _ = r.write_raw(&raw::frame(&body));
+    assert!(r.wait_closed());
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn zero_length_frame_closes_connection() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    let _ = r.write_raw(&0i32.to_be_bytes());
+    assert!(r.wait_closed());
+    s.assert_healthy_raw();
+}
