@@ -24,7 +24,8 @@ use super::four_letter;
 use super::session::ConnId;
 use super::ServerOptions;
 use crate::jute::{
-    xid, ConnectRequest, ErrorCode, Reader, ReplyHeader, Request, RequestHeader, Response, Writer,
+    xid, ConnectRequest, DecodeError, ErrorCode, Reader, ReplyHeader, Request, RequestHeader,
+    Response, Writer,
 };
 
 /// Requests a connection may have in flight before the reader stops reading its socket.
@@ -166,12 +167,32 @@ async fn read_loop(
         };
         let received_at = Instant::now();
         let mut r = Reader::new(frame);
-        let decoded = RequestHeader::read(&mut r)
-            .and_then(|h| Request::decode(h.op, &mut r).map(|req| (h, req)));
-        let (header, req) = match decoded {
-            Ok(v) => v,
+        let header = match RequestHeader::read(&mut r) {
+            Ok(h) => h,
             Err(e) => {
-                warn!(%peer, error = %e, "undecodable request; closing connection");
+                warn!(%peer, error = %e, "undecodable request header; closing connection");
+                return;
+            }
+        };
+        let req = match Request::decode(header.op, &mut r) {
+            Ok(req) => req,
+            Err(e) => {
+                // As ZooKeeper does: answer this request with an error, then close.
+                warn!(%peer, op = header.op, error = %e, "undecodable request; closing connection");
+                let err = match e {
+                    DecodeError::UnknownOpCode(_) => ErrorCode::Unimplemented,
+                    _ => ErrorCode::MarshallingError,
+                };
+                permit.forget();
+                let _ = core
+                    .send(CoreMsg::BadRequest {
+                        conn_id,
+                        xid: header.xid,
+                        err,
+                    })
+                    .await;
+                // Keep the socket open until the writer has flushed the error and closed.
+                closed.notified().await;
                 return;
             }
         };

@@ -42,6 +42,12 @@ pub enum CoreMsg {
         req: Request,
         received_at: Instant,
     },
+    /// A request that could not be decoded: answered with `err`, then the connection closes.
+    BadRequest {
+        conn_id: ConnId,
+        xid: i32,
+        err: ErrorCode,
+    },
     /// The connection is gone (EOF, error, or closed by us).
     Disconnected { conn_id: ConnId },
     /// A four-letter word; the rendered text goes back on `reply`.
@@ -165,6 +171,19 @@ impl Core {
                 req,
                 received_at,
             } => self.on_request(conn_id, xid, req, received_at),
+            CoreMsg::BadRequest { conn_id, xid, err } => {
+                let zxid = self.last_zxid;
+                self.reply(
+                    conn_id,
+                    xid,
+                    zxid,
+                    err,
+                    Response::Empty,
+                    OpCode::Error,
+                    Instant::now(),
+                );
+                self.drop_conn(conn_id);
+            }
             CoreMsg::Disconnected { conn_id } => self.on_disconnect(conn_id),
             CoreMsg::FourLetter { word, peer, reply } => {
                 let text = self.four_letter(&word, peer);
@@ -661,25 +680,36 @@ impl Core {
     }
 
     fn four_letter(&mut self, word: &str, peer: SocketAddr) -> String {
-        let _ = peer;
+        // The asking connection is a connection too, and ZooKeeper lists it.
+        let asking = ConnStats {
+            received: 1,
+            ..ConnStats::new()
+        };
+        let mut conns: Vec<four_letter::ConnView<'_>> = self
+            .conns
+            .values()
+            .map(|c| four_letter::ConnView {
+                peer: c.peer,
+                session_id: c.session_id,
+                timeout_ms: self
+                    .sessions
+                    .get(c.session_id)
+                    .map(|s| s.timeout_ms)
+                    .unwrap_or(0),
+                stats: &c.stats,
+            })
+            .collect();
+        conns.push(four_letter::ConnView {
+            peer,
+            session_id: 0,
+            timeout_ms: 0,
+            stats: &asking,
+        });
         let view = four_letter::View {
             opts: &self.opts,
             db: &self.db,
             sessions: &self.sessions,
-            conns: self
-                .conns
-                .values()
-                .map(|c| four_letter::ConnView {
-                    peer: c.peer,
-                    session_id: c.session_id,
-                    timeout_ms: self
-                        .sessions
-                        .get(c.session_id)
-                        .map(|s| s.timeout_ms)
-                        .unwrap_or(0),
-                    stats: &c.stats,
-                })
-                .collect(),
+            conns,
             stats: &self.stats,
             last_zxid: self.last_zxid,
             started: self.started,

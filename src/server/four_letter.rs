@@ -56,8 +56,11 @@ fn millis(t: SystemTime) -> u128 {
 fn conn_line(out: &mut String, c: &ConnView<'_>, brief: bool) {
     let _ = write!(
         out,
-        " /{}[1](queued=0,recved={},sent={}",
-        c.peer, c.stats.received, c.stats.sent
+        " /{}[{}](queued=0,recved={},sent={}",
+        c.peer,
+        if c.session_id == 0 { 0 } else { 1 },
+        c.stats.received,
+        c.stats.sent
     );
     if !brief && c.session_id != 0 {
         let lop = c.stats.last_op.map(|o| o.short_name()).unwrap_or("NA");

@@ -191,6 +191,8 @@ impl ServerBuilder {
             s += &format!("jute.maxbuffer={v}\n");
         }
         s += &format!("extendedTypesEnabled={}\n", self.extended_types_enabled);
+        // Apache ZooKeeper gets the same as -Dznode.container.checkIntervalMs=100.
+        s += "znode.container.checkIntervalMs=100\n";
         if let Some(v) = &self.super_digest {
             s += &format!("superDigest={v}\n");
         }
