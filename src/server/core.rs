@@ -6,6 +6,7 @@
 //! applies them, and pushes replies and watch events back to the connections' bounded outboxes.
 //! Session expiry and container/TTL clean-up run off the same loop on a timer.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -80,6 +81,14 @@ pub enum Outbound {
     Close,
 }
 
+/// A message waiting until the transaction it may reflect is durable.
+struct Held {
+    needs_zxid: i64,
+    conn_id: ConnId,
+    tx: mpsc::Sender<Outbound>,
+    msg: Outbound,
+}
+
 struct ConnEntry {
     tx: mpsc::Sender<Outbound>,
     peer: SocketAddr,
@@ -95,6 +104,9 @@ pub struct Core {
     sessions: SessionTable,
     conns: HashMap<ConnId, ConnEntry>,
     last_zxid: i64,
+    /// Highest zxid known to be on disk; replies that may reflect later ones wait in `held`.
+    durable_zxid: i64,
+    held: VecDeque<Held>,
     stats: ServerStats,
     started: Instant,
     last_container_check: Instant,
@@ -119,6 +131,8 @@ impl Core {
             db,
             conns: HashMap::new(),
             last_zxid: 0,
+            durable_zxid: 0,
+            held: VecDeque::new(),
             stats: ServerStats::default(),
             started,
             last_container_check: started,
@@ -236,6 +250,8 @@ impl Core {
             body,
         };
         let outcome = self.db.apply(&txn);
+        // No log yet: a transaction is durable as soon as it is applied.
+        self.on_durable(zxid);
         self.deliver_events(outcome.events);
         (zxid, outcome.result)
     }
@@ -261,7 +277,9 @@ impl Core {
         }
     }
 
-    /// Queues a message for a connection. A connection whose outbox is full is not reading
+    /// Queues a message for a connection. A message produced while a transaction is not yet
+    /// durable waits behind it (it may show that transaction's effects); everything else goes
+    /// straight to the connection's outbox. A connection whose outbox is full is not reading
     /// its replies: it is closed rather than allowed to stall everyone else.
     fn send(&mut self, conn_id: ConnId, msg: Outbound) {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
@@ -271,27 +289,63 @@ impl Core {
             conn.stats.sent += 1;
             self.stats.packets_sent += 1;
         }
+        if self.last_zxid > self.durable_zxid {
+            self.held.push_back(Held {
+                needs_zxid: self.last_zxid,
+                conn_id,
+                tx: conn.tx.clone(),
+                msg,
+            });
+            return;
+        }
         if let Err(e) = conn.tx.try_send(msg) {
-            match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    warn!(peer = %conn.peer, "client is not reading its replies; closing connection");
-                }
-                mpsc::error::TrySendError::Closed(_) => {}
+            if let mpsc::error::TrySendError::Full(_) = e {
+                warn!(peer = %conn.peer, "client is not reading its replies; closing connection");
             }
             self.drop_conn(conn_id);
         }
     }
 
+    /// Everything up to `zxid` is on disk: release what waited for it, in order.
+    fn on_durable(&mut self, zxid: i64) {
+        debug_assert!(zxid <= self.last_zxid, "durable beyond the last zxid");
+        self.durable_zxid = self.durable_zxid.max(zxid);
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.needs_zxid <= self.durable_zxid)
+        {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            let closing = matches!(h.msg, Outbound::Close);
+            if h.tx.try_send(h.msg).is_err() && !closing {
+                self.drop_conn(h.conn_id);
+            }
+        }
+    }
+
     fn drop_conn(&mut self, conn_id: ConnId) {
-        if let Some(conn) = self.conns.remove(&conn_id) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        // The close goes through the same queue as replies so it never overtakes them.
+        if self.last_zxid > self.durable_zxid {
+            self.held.push_back(Held {
+                needs_zxid: self.last_zxid,
+                conn_id,
+                tx: conn.tx.clone(),
+                msg: Outbound::Close,
+            });
+        } else {
             let _ = conn.tx.try_send(Outbound::Close);
-            if let Some(s) = self.sessions.get_mut(conn.session_id) {
-                if s.conn == Some(conn_id) {
-                    s.conn = None;
-                    // Watches belong to the connection, as in ZooKeeper; a reconnecting client
-                    // re-registers them with setWatches.
-                    self.db.remove_session_watches(conn.session_id);
-                }
+        }
+        if let Some(s) = self.sessions.get_mut(conn.session_id) {
+            if s.conn == Some(conn_id) {
+                s.conn = None;
+                // Watches belong to the connection, as in ZooKeeper; a reconnecting client
+                // re-registers them with setWatches.
+                self.db.remove_session_watches(conn.session_id);
             }
         }
     }
@@ -373,15 +427,6 @@ impl Core {
             passwd: session_password(session_id),
             read_only: false,
         };
-        if tx
-            .try_send(Outbound::Connected {
-                resp,
-                with_read_only,
-            })
-            .is_err()
-        {
-            return;
-        }
         self.conns.insert(
             conn_id,
             ConnEntry {
@@ -390,6 +435,13 @@ impl Core {
                 session_id,
                 ip_id,
                 stats: ConnStats::new(),
+            },
+        );
+        self.send(
+            conn_id,
+            Outbound::Connected {
+                resp,
+                with_read_only,
             },
         );
     }
