@@ -107,6 +107,7 @@ impl ZkSnapshot {
         counts
     }
 
+    /// The node at `path` (a linear scan).
     pub fn node(&self, path: &str) -> Option<&ZkNode> {
         self.nodes.iter().find(|n| n.path == path)
     }

@@ -29,9 +29,9 @@
 //! | setACL 7 | SetACLTxn: path, acl, int version |
 //! | check 13 | CheckVersionTxn: path, int version |
 //! | createSession -10 | CreateSessionTxn: int timeOut |
-//! | closeSession -11 | CloseSessionTxn: vector<ustring> paths2Delete (absent before 3.6 or when `zookeeper.closeSessionTxn.enabled=false`) |
+//! | closeSession -11 | CloseSessionTxn: `vector<ustring>` paths2Delete (absent before 3.6 or when `zookeeper.closeSessionTxn.enabled=false`) |
 //! | error -1 | ErrorTxn: int err (a failed write still consumes a zxid) |
-//! | multi 14 | MultiTxn: vector<Txn{int type, buffer data}>, each data one of the records above, without digest |
+//! | multi 14 | MultiTxn: `vector<Txn{int type, buffer data}>`, each data one of the records above, without digest |
 
 use bytes::Bytes;
 
