@@ -8,3 +8,4 @@ pub mod config;
 pub mod jute;
 pub mod server;
 pub mod tree;
+pub mod zkdata;
