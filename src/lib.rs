@@ -7,4 +7,5 @@
 pub mod config;
 pub mod jute;
 pub mod server;
+pub mod storage;
 pub mod tree;

@@ -1,0 +1,3 @@
+//! Durable storage: the write-ahead transaction log, tree snapshots and small state files.
+pub mod atomic;
+pub mod wal;
