@@ -1,3 +1,4 @@
 //! Durable storage: the write-ahead transaction log, tree snapshots and small state files.
 pub mod atomic;
 pub mod wal;
+pub mod writer;

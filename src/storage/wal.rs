@@ -633,49 +633,67 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Scans every segment of `dir` without changing anything: the segments that hold records
+/// and what `open` would repair.
+fn scan_dir(dir: &Path, opts: &WalOptions) -> Result<(Vec<Segment>, RecoveryReport), WalError> {
+    let files = list_segment_files(dir)?;
+    let mut report = RecoveryReport::default();
+    let mut segments: Vec<Segment> = Vec::with_capacity(files.len());
+    let count = files.len();
+    for (i, (name_zxid, path)) in files.iter().enumerate() {
+        let is_last = i + 1 == count;
+        match scan_segment(path, *name_zxid, is_last, opts)? {
+            ScanOutcome::TornCreation => report.removed_segments.push(path.clone()),
+            ScanOutcome::Segment(scanned) => {
+                if let Some(prev) = segments.last() {
+                    if scanned.segment.prev_last_zxid != prev.last_zxid {
+                        return Err(corrupt(
+                            path,
+                            0,
+                            CorruptKind::Gap {
+                                header_prev: scanned.segment.prev_last_zxid,
+                                previous_last: prev.last_zxid,
+                            },
+                        ));
+                    }
+                }
+                if scanned.records == 0 {
+                    // Only the last segment can be empty (checked by the scan).
+                    report.removed_segments.push(path.clone());
+                    continue;
+                }
+                report.records += scanned.records;
+                report.torn_tail = scanned.torn_tail;
+                segments.push(scanned.segment);
+            }
+        }
+    }
+    report.segments = segments.len();
+    report.last_zxid = segments.last().map_or(0, |s| s.last_zxid);
+    Ok((segments, report))
+}
+
+/// Checks the log in `dir` like [`Wal::open`] but changes nothing; the segments returned can
+/// be read with [`WalReader::new`]. With `opts.repair`, a damaged tail of the last segment is
+/// reported instead of failing, which suits reading a log that another thread is writing.
+pub fn inspect(
+    dir: &Path,
+    opts: &WalOptions,
+) -> Result<(RecoveryReport, Vec<SegmentInfo>), WalError> {
+    let (segments, report) = scan_dir(dir, opts)?;
+    Ok((report, segments.iter().map(Segment::info).collect()))
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `dir`, checks every segment, cuts off a torn
     /// final write and removes a last segment that never received a record.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, RecoveryReport), WalError> {
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let files = list_segment_files(dir)?;
-        let mut report = RecoveryReport::default();
-        let mut segments: Vec<Segment> = Vec::with_capacity(files.len());
-        let mut torn_tail = None;
-        let count = files.len();
-        for (i, (name_zxid, path)) in files.iter().enumerate() {
-            let is_last = i + 1 == count;
-            match scan_segment(path, *name_zxid, is_last, &opts)? {
-                ScanOutcome::TornCreation => {
-                    tracing::warn!(path = %path.display(), "removing a log segment whose header was never completely written");
-                    report.removed_segments.push(path.clone());
-                }
-                ScanOutcome::Segment(scanned) => {
-                    if let Some(prev) = segments.last() {
-                        if scanned.segment.prev_last_zxid != prev.last_zxid {
-                            return Err(corrupt(
-                                path,
-                                0,
-                                CorruptKind::Gap {
-                                    header_prev: scanned.segment.prev_last_zxid,
-                                    previous_last: prev.last_zxid,
-                                },
-                            ));
-                        }
-                    }
-                    if scanned.records == 0 {
-                        // Only the last segment can be empty (checked by the scan).
-                        tracing::warn!(path = %path.display(), "removing an empty last log segment");
-                        report.removed_segments.push(path.clone());
-                        continue;
-                    }
-                    report.records += scanned.records;
-                    torn_tail = scanned.torn_tail;
-                    segments.push(scanned.segment);
-                }
-            }
+        let (segments, report) = scan_dir(dir, &opts)?;
+        let torn_tail = report.torn_tail.clone();
+        for path in &report.removed_segments {
+            tracing::warn!(path = %path.display(), "removing a last log segment that never received a record");
         }
-
         for path in &report.removed_segments {
             fs::remove_file(path).map_err(io_err("remove", path))?;
         }
@@ -711,10 +729,7 @@ impl Wal {
             }
             None => None,
         };
-        report.torn_tail = torn_tail;
-        report.segments = segments.len();
-        let last_zxid = segments.last().map_or(0, |s| s.last_zxid);
-        report.last_zxid = last_zxid;
+        let last_zxid = report.last_zxid;
         let buf_offset = segments.last().map_or(0, |s| s.end_offset);
         let retained_after = segments.first().map_or(0, |s| s.prev_last_zxid);
         let wal = Wal {
