@@ -95,6 +95,10 @@ fn unusable<'a>(path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
 /// a file: permission bits do not stop root, a read-only or full filesystem does.
 fn prepare_dir(dir: &Path) -> Result<(), StorageError> {
     fs::create_dir_all(dir).map_err(unusable(dir))?;
+    // The new directory's own entry is durable only once its parent is synced.
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent).map_err(unusable(parent))?;
+    }
     let probe = dir.join(PROBE_FILE);
     let mut file = OpenOptions::new()
         .write(true)

@@ -724,6 +724,11 @@ impl Wal {
                             .map_err(io_err("preallocate", &last.path))?;
                     }
                     file.sync_all().map_err(io_err("fsync", &last.path))?;
+                } else {
+                    // After a crash of the process alone, records it wrote but never synced
+                    // are still in the page cache and read back as valid. Everything recovery
+                    // reports is treated as durable from now on, so make it so.
+                    file.sync_data().map_err(io_err("fdatasync", &last.path))?;
                 }
                 Some(file)
             }
@@ -1028,6 +1033,35 @@ impl Wal {
         })
     }
 
+    /// Discards the whole log and continues after `zxid`: the next record must exceed it,
+    /// and the log will claim to hold every record after it. For a server whose state
+    /// comes from a snapshot at `zxid` (a follower sent a full snapshot, or a log that is
+    /// empty next to a snapshot) so the log never claims records that it does not have.
+    /// Segments are removed newest first, each removal durable before the next.
+    pub fn reset_after(&mut self, zxid: i64) -> Result<(), WalError> {
+        self.check_usable()?;
+        if zxid < 0 {
+            return Err(WalError::ZxidNotIncreasing {
+                zxid,
+                last: self.last_zxid,
+            });
+        }
+        self.poison_on_err(|wal| {
+            wal.buf.clear();
+            wal.active = None;
+            wal.unsynced = false;
+            while let Some(seg) = wal.segments.last() {
+                let path = seg.path.clone();
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                wal.segments.pop();
+                sync_dir(&wal.dir).map_err(io_err("fsync directory", &wal.dir))?;
+            }
+            wal.last_zxid = zxid;
+            wal.retained_after = zxid;
+            Ok(())
+        })
+    }
+
     /// Deletes whole segments that come before the segment holding `zxid`, so that every
     /// record after a snapshot at `zxid` is kept. The active segment is never deleted.
     /// Returns the paths removed, oldest first.
@@ -1038,26 +1072,34 @@ impl Wal {
         };
         let mut removed = Vec::with_capacity(keep_from);
         // Oldest first, each removal durable before the next: a crash leaves a suffix of the
-        // log with no gap in it.
-        for seg in self.segments.drain(..keep_from) {
-            fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
+        // log with no gap in it. The in-memory list follows the disk one file at a time.
+        for _ in 0..keep_from {
+            let path = self.segments[0].path.clone();
+            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            self.segments.remove(0);
+            self.retained_after = self.segments[0].prev_last_zxid;
             sync_dir(&self.dir).map_err(io_err("fsync directory", &self.dir))?;
-            removed.push(seg.path);
-        }
-        if let Some(first) = self.segments.first() {
-            self.retained_after = first.prev_last_zxid;
+            removed.push(path);
         }
         Ok(removed)
     }
 }
 
 /// Iterator over `(zxid, payload)` records of a range of segments, checking every frame.
-/// Made by [`Wal::read_from`], or by [`WalReader::new`] from a list of [`SegmentInfo`]s
-/// published by whoever owns the `Wal` (so another thread can read while it appends).
+///
+/// Made by [`Wal::read_from`] (exact bounds known to the owner of the `Wal`), by
+/// [`WalReader::new`] from a list of [`SegmentInfo`]s, or by [`WalReader::open_dir`], which
+/// needs no `Wal` at all: the leader uses it to send a follower the committed records while
+/// the writer thread keeps appending to the same files.
 pub struct WalReader {
     segments: std::vec::IntoIter<SegmentInfo>,
     current: Option<(SegmentInfo, FrameCursor)>,
     from_zxid: i64,
+    /// Stop after this zxid without reading further (bytes beyond may be mid-write).
+    up_to_zxid: i64,
+    /// An all-zero frame header ends the segment (preallocated space) instead of being an
+    /// error; set when segment sizes are file lengths rather than known record ends.
+    zeros_end_segment: bool,
     last_zxid: i64,
     max_record_bytes: u32,
     failed: bool,
@@ -1071,10 +1113,64 @@ impl WalReader {
             segments: segments.into_iter(),
             current: None,
             from_zxid,
+            up_to_zxid: i64::MAX,
+            zeros_end_segment: false,
             last_zxid: 0,
             max_record_bytes,
             failed: false,
         }
+    }
+
+    /// Reads records with `from_zxid <= zxid <= up_to_zxid` straight from the segment files
+    /// in `dir`, while another thread may be appending to them. `up_to_zxid` must be
+    /// durable (e.g. committed): reading stops right after it, so a record being written
+    /// beyond it is never looked at. Fewer records come back if the log ends earlier.
+    /// [`WalError::NotRetained`] if records from `from_zxid` on may have been purged; a
+    /// segment purged while reading shows up as an I/O error (retry).
+    pub fn open_dir(
+        dir: &Path,
+        from_zxid: i64,
+        up_to_zxid: i64,
+        max_record_bytes: u32,
+    ) -> Result<WalReader, WalError> {
+        let files = list_segment_files(dir)?;
+        let start = match files.iter().rposition(|(first, _)| *first <= from_zxid) {
+            Some(i) => i,
+            None => {
+                if let Some((_, path)) = files.first() {
+                    let file = File::open(path).map_err(io_err("open", path))?;
+                    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
+                    file.read_exact_at(&mut header, 0)
+                        .map_err(io_err("read", path))?;
+                    let (_, prev) =
+                        decode_header(&header).map_err(|kind| corrupt(path, 0, kind))?;
+                    if from_zxid <= prev {
+                        return Err(WalError::NotRetained {
+                            zxid: from_zxid,
+                            retained_after: prev,
+                        });
+                    }
+                }
+                0
+            }
+        };
+        let mut segments = Vec::with_capacity(files.len() - start);
+        for (first_zxid, path) in files.into_iter().skip(start) {
+            if first_zxid > up_to_zxid {
+                break;
+            }
+            let size_bytes = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
+            segments.push(SegmentInfo {
+                first_zxid,
+                last_zxid: i64::MAX,
+                path,
+                size_bytes,
+            });
+        }
+        let mut reader = WalReader::new(segments, from_zxid, max_record_bytes);
+        reader.up_to_zxid = up_to_zxid;
+        reader.zeros_end_segment = true;
+        Ok(reader)
     }
 
     fn open_segment(&self, info: &SegmentInfo) -> Result<FrameCursor, WalError> {
@@ -1101,6 +1197,9 @@ impl WalReader {
 
     fn step(&mut self) -> Result<Option<(i64, Bytes)>, WalError> {
         loop {
+            if self.last_zxid >= self.up_to_zxid {
+                return Ok(None);
+            }
             if self.current.is_none() {
                 let Some(info) = self.segments.next() else {
                     return Ok(None);
@@ -1134,6 +1233,7 @@ impl WalReader {
                     }
                 }
                 Frame::End => self.current = None,
+                Frame::Zeros if self.zeros_end_segment => self.current = None,
                 Frame::Zeros => return Err(corrupt(&info.path, at, CorruptKind::TrailingData)),
                 Frame::Invalid { kind, .. } => return Err(corrupt(&info.path, at, kind)),
             }
@@ -1630,5 +1730,71 @@ mod tests {
         let (wal, report) = Wal::open(dir.path(), small_opts()).unwrap();
         assert_eq!(report.last_zxid, 500);
         assert_eq!(wal.retained_after(), wal.first_zxid().unwrap() - 1);
+    }
+
+    #[test]
+    fn reset_after_starts_the_log_after_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = write_log(dir.path(), small_opts(), 300);
+        wal.append(301, b"unsynced").unwrap();
+        wal.reset_after(1000).unwrap();
+        assert!(wal.segments().is_empty());
+        assert_eq!(wal.last_zxid(), 1000);
+        assert!(matches!(
+            wal.append(1000, b""),
+            Err(WalError::ZxidNotIncreasing { .. })
+        ));
+        assert!(matches!(
+            wal.read_from(1000),
+            Err(WalError::NotRetained { .. })
+        ));
+        wal.append(1001, b"after").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (mut wal, report) = Wal::open(dir.path(), small_opts()).unwrap();
+        assert_eq!(report.records, 1);
+        assert_eq!(wal.retained_after(), 1000);
+        assert!(matches!(
+            wal.read_from(999),
+            Err(WalError::NotRetained { .. })
+        ));
+        assert_eq!(wal.read_from(1001).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn open_dir_reads_committed_records_without_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = write_log(dir.path(), small_opts(), 300);
+        // A record beyond the committed point, half written: never looked at.
+        wal.append(301, &[7; 200]).unwrap();
+        wal.sync().unwrap();
+        let last = wal.segments().last().unwrap().clone();
+        let &(_, start, _) = record_offsets(&last.path).last().unwrap();
+        let file = OpenOptions::new().write(true).open(&last.path).unwrap();
+        file.write_all_at(&[0; 100], start + 100).unwrap();
+        drop(file);
+        let read = |from, to| -> Vec<i64> {
+            WalReader::open_dir(dir.path(), from, to, DEFAULT_MAX_RECORD_BYTES)
+                .unwrap()
+                .map(|r| r.unwrap().0)
+                .collect()
+        };
+        assert_eq!(read(1, 300), (1..=300).collect::<Vec<_>>());
+        assert_eq!(read(150, 160), (150..=160).collect::<Vec<_>>());
+        assert_eq!(read(299, 300), vec![299, 300]);
+        assert!(read(301, 300).is_empty());
+        // Past the end of the log: what exists (the damaged record is an error only if asked for).
+        let past: Vec<_> = WalReader::open_dir(dir.path(), 290, 400, DEFAULT_MAX_RECORD_BYTES)
+            .unwrap()
+            .collect();
+        assert_eq!(past.len(), 12);
+        assert!(past.last().unwrap().is_err());
+        wal.purge_before(200).unwrap();
+        assert!(matches!(
+            WalReader::open_dir(dir.path(), 5, 300, DEFAULT_MAX_RECORD_BYTES),
+            Err(WalError::NotRetained { .. })
+        ));
+        let first = wal.first_zxid().unwrap();
+        assert_eq!(read(first, 300).len() as i64, 300 - first + 1);
     }
 }
