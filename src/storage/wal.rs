@@ -686,7 +686,12 @@ pub fn inspect(
 
 impl Wal {
     /// Opens (creating if needed) the log in `dir`, checks every segment, cuts off a torn
-    /// final write and removes a last segment that never received a record.
+    /// final write, removes a last segment that never received a record, and fdatasyncs the
+    /// last segment so that everything reported is durable.
+    ///
+    /// An empty log reports last zxid 0 and claims every record after 0: a server whose
+    /// state comes from a snapshot at `Z` and whose log is empty calls
+    /// [`reset_after(Z)`](Self::reset_after) before appending.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, RecoveryReport), WalError> {
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         let (segments, report) = scan_dir(dir, &opts)?;
@@ -1796,5 +1801,26 @@ mod tests {
         ));
         let first = wal.first_zxid().unwrap();
         assert_eq!(read(first, 300).len() as i64, 300 - first + 1);
+    }
+
+    #[test]
+    fn inspect_reports_without_repairing() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = write_log(dir.path(), small_opts(), 50);
+        let last = wal.segments().last().unwrap().path.clone();
+        drop(wal);
+        let &(_, start, _) = record_offsets(&last).last().unwrap();
+        let file = OpenOptions::new().write(true).open(&last).unwrap();
+        file.set_len(start + 10).unwrap(); // the last record's header, cut short
+        drop(file);
+        let before = fs::read(&last).unwrap();
+        let (report, segments) = inspect(dir.path(), &small_opts()).unwrap();
+        assert_eq!(report.last_zxid, 49);
+        assert_eq!(segments.last().unwrap().size_bytes, start);
+        assert_eq!(fs::read(&last).unwrap(), before, "inspect changed the file");
+        let (_, report) = Wal::open(dir.path(), small_opts()).unwrap();
+        assert_eq!(report.torn_tail.unwrap().offset, start);
+        let (report, _) = inspect(dir.path(), &small_opts()).unwrap();
+        assert_eq!((report.last_zxid, report.torn_tail), (49, None));
     }
 }

@@ -27,6 +27,14 @@
 //! publishes `failure`, stops acknowledging anything (the `durable_zxid` published before
 //! stays the last one), closes its queue so senders get [`WriterStopped`], and exits. The
 //! server then refuses writes and keeps serving reads.
+//!
+//! # Truncating, resetting, reading
+//!
+//! The thread owns the [`Wal`] while it runs. Operations that rewrite the log (a follower's
+//! `truncate_after` or `reset_after` during synchronisation with a new leader) happen while
+//! no writer runs: drop every [`LogWriter`], [`WriterThread::join`] to get the `Wal` back,
+//! change it, and spawn a new writer. A leader reads committed records for a follower with
+//! [`super::wal::WalReader::open_dir`], which needs no access to the `Wal`.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
