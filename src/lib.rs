@@ -7,5 +7,6 @@
 pub mod config;
 pub mod jute;
 pub mod server;
+pub mod storage;
 pub mod tree;
 pub mod zkdata;
