@@ -13,10 +13,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hashbrown::HashMap;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::four_letter;
+use super::persist::{Persistence, Recovered};
 use super::session::{session_password, ConnId, SessionTable};
 use super::stats::{ConnStats, ServerStats};
 use super::ServerOptions;
@@ -24,7 +25,8 @@ use crate::jute::{
     ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, Id, OpCode, Request, Response,
     WatcherEvent,
 };
-use crate::tree::{Database, RequestContext, TreeOptions, Txn, TxnBody, TxnResult, WatchFired};
+use crate::storage::writer::Durability;
+use crate::tree::{Database, RequestContext, Txn, TxnBody, TxnResult, WatchFired};
 
 /// What a connection task sends to the core.
 #[derive(Debug)]
@@ -100,6 +102,10 @@ struct ConnEntry {
 /// The core's state. Owned by one task; nothing here is shared.
 pub struct Core {
     opts: Arc<ServerOptions>,
+    persist: Persistence,
+    /// Set when the log failed: no write can be made durable any more, so writes are refused
+    /// and the server serves reads from the state that is on disk.
+    read_only: bool,
     db: Database,
     sessions: SessionTable,
     conns: HashMap<ConnId, ConnEntry>,
@@ -120,18 +126,22 @@ fn wall_ms() -> i64 {
 }
 
 impl Core {
-    pub fn new(opts: Arc<ServerOptions>) -> Self {
-        let db = Database::new(TreeOptions {
-            extended_types_enabled: opts.extended_types_enabled,
-        });
+    pub fn new(opts: Arc<ServerOptions>, persist: Persistence, recovered: Recovered) -> Self {
         let started = Instant::now();
+        let mut sessions = SessionTable::new(opts.tick_time_ms, 0, wall_ms() as u64);
+        for (id, timeout_ms) in &recovered.sessions {
+            // A recovered session gets a full timeout from now to reconnect, as in ZooKeeper.
+            sessions.add(*id, *timeout_ms, 0);
+        }
         Core {
-            sessions: SessionTable::new(opts.tick_time_ms, 0, wall_ms() as u64),
+            sessions,
             opts,
-            db,
+            persist,
+            read_only: false,
+            db: recovered.db,
             conns: HashMap::new(),
-            last_zxid: 0,
-            durable_zxid: 0,
+            last_zxid: recovered.last_zxid,
+            durable_zxid: recovered.last_zxid,
             held: VecDeque::new(),
             stats: ServerStats::default(),
             started,
@@ -149,11 +159,13 @@ impl Core {
         mut self,
         mut rx: mpsc::Receiver<CoreMsg>,
         mut shutdown: broadcast::Receiver<()>,
+        mut durability: watch::Receiver<Durability>,
     ) {
         let tick = std::time::Duration::from_millis((self.opts.tick_time_ms / 2).max(10));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(256);
+        let mut log_alive = true;
         loop {
             tokio::select! {
                 n = rx.recv_many(&mut batch, 256) => {
@@ -164,11 +176,58 @@ impl Core {
                         self.handle(msg);
                     }
                 }
+                changed = durability.changed(), if log_alive => {
+                    if changed.is_err() {
+                        log_alive = false;
+                        continue;
+                    }
+                    let (durable, failed) = {
+                        let d = durability.borrow_and_update();
+                        (d.durable_zxid(), d.failure().map(|e| e.to_string()))
+                    };
+                    self.on_durable(durable);
+                    if let Some(error) = failed {
+                        log_alive = false;
+                        self.on_log_failure(&error);
+                    }
+                }
                 _ = ticker.tick() => self.on_tick(),
                 _ = shutdown.recv() => break,
             }
+            if self.persist.has_pending() && self.persist.flush().await.is_err() && !self.read_only
+            {
+                // The writer stopped; its failure notice tells why.
+                warn!("log writer is gone; waiting for its failure report");
+            }
         }
+        self.persist.close();
         info!("core stopped");
+    }
+
+    /// The log cannot make anything durable any more. Replies waiting for durability will
+    /// never be released, so their connections are closed (the clients see a connection
+    /// loss, which is the truth: those writes are not known to be on disk). From now on
+    /// writes are refused with NotReadOnly and reads are served.
+    fn on_log_failure(&mut self, error: &str) {
+        tracing::error!(
+            error,
+            durable_zxid = format_args!("0x{:x}", self.durable_zxid),
+            "the transaction log failed: refusing writes from now on, serving reads"
+        );
+        self.read_only = true;
+        let stuck: Vec<ConnId> = self.held.iter().map(|h| h.conn_id).collect();
+        for h in self.held.drain(..) {
+            let _ = h.tx.try_send(Outbound::Close);
+        }
+        // Nothing after the durable point may be shown to anyone.
+        self.last_zxid = self.durable_zxid;
+        for conn_id in stuck {
+            self.drop_conn(conn_id);
+        }
+        let all: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn_id in all {
+            self.drop_conn(conn_id);
+        }
     }
 
     fn handle(&mut self, msg: CoreMsg) {
@@ -218,7 +277,7 @@ impl Core {
             self.close_session(sid, None);
         }
         let interval = std::time::Duration::from_millis(self.opts.container_check_interval_ms);
-        if self.last_container_check.elapsed() >= interval {
+        if !self.read_only && self.last_container_check.elapsed() >= interval {
             self.last_container_check = Instant::now();
             let now_wall = wall_ms();
             for path in self.db.expired_nodes(now_wall) {
@@ -237,8 +296,8 @@ impl Core {
         }
     }
 
-    /// Assigns the next zxid, applies the transaction, and delivers its watch events.
-    /// The one place zxids are made.
+    /// Assigns the next zxid, applies the transaction, queues it for the log, and delivers its
+    /// watch events. The one place zxids are made.
     fn commit(&mut self, session_id: i64, cxid: i32, body: TxnBody) -> (i64, TxnResult) {
         self.last_zxid += 1;
         let zxid = self.last_zxid;
@@ -250,8 +309,7 @@ impl Core {
             body,
         };
         let outcome = self.db.apply(&txn);
-        // No log yet: a transaction is durable as soon as it is applied.
-        self.on_durable(zxid);
+        self.persist.log(&txn);
         self.deliver_events(outcome.events);
         (zxid, outcome.result)
     }
@@ -387,7 +445,9 @@ impl Core {
         let ip_id = Id::new("ip", peer.ip().to_string());
         let session_id = if req.session_id == 0 {
             let sid = self.sessions.next_id();
-            let (_zxid, _res) = self.commit(sid, 0, TxnBody::CreateSession { timeout_ms });
+            if !self.read_only {
+                let (_zxid, _res) = self.commit(sid, 0, TxnBody::CreateSession { timeout_ms });
+            }
             let now = self.mono_ms();
             self.sessions.add(sid, timeout_ms, now);
             debug!(%peer, session = format_args!("0x{sid:x}"), timeout_ms, "session created");

@@ -7,6 +7,7 @@
 pub mod connection;
 pub mod core;
 pub mod four_letter;
+pub mod persist;
 pub mod session;
 pub mod start;
 pub mod stats;
@@ -95,6 +96,30 @@ impl ConnLimiter {
     }
 }
 
+/// The opened data directories and what was recovered from them.
+pub struct Storage {
+    pub persistence: persist::Persistence,
+    pub recovered: persist::Recovered,
+    pub durability: tokio::sync::watch::Receiver<crate::storage::writer::Durability>,
+}
+
+/// Opens the data directories and rebuilds the state from them.
+pub fn open_storage(opts: &ServerOptions) -> Result<Storage, persist::PersistError> {
+    let log_dir = (opts.data_log_dir != opts.data_dir).then_some(opts.data_log_dir.as_path());
+    let (persistence, recovered, durability) = persist::Persistence::open(
+        &opts.data_dir,
+        log_dir,
+        crate::tree::TreeOptions {
+            extended_types_enabled: opts.extended_types_enabled,
+        },
+    )?;
+    Ok(Storage {
+        persistence,
+        recovered,
+        durability,
+    })
+}
+
 /// Binds the client port with SO_REUSEADDR so a restarted server can bind again at once.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     let bind_err = |source| ServerError::Bind { addr, source };
@@ -113,12 +138,13 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 pub async fn run(
     listener: TcpListener,
     opts: ServerOptions,
+    storage: Storage,
     shutdown: broadcast::Sender<()>,
 ) -> Result<(), ServerError> {
     let opts = Arc::new(opts);
     let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_CAPACITY);
-    let core = core::Core::new(opts.clone());
-    let core_task = tokio::spawn(core.run(core_rx, shutdown.subscribe()));
+    let core = core::Core::new(opts.clone(), storage.persistence, storage.recovered);
+    let core_task = tokio::spawn(core.run(core_rx, shutdown.subscribe(), storage.durability));
     let limiter = Arc::new(ConnLimiter::default());
     let mut stop = shutdown.subscribe();
     let mut next_conn_id: u64 = 1;

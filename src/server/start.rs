@@ -8,7 +8,8 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
-use super::{bind, run, ServerError, ServerOptions};
+use super::persist::PersistError;
+use super::{bind, open_storage, run, ServerError, ServerOptions};
 use crate::config::{Config, ConfigError};
 
 /// Default for `znode.container.checkIntervalMs`, as in ZooKeeper.
@@ -24,11 +25,8 @@ pub enum StartError {
     NoClientPort(String),
     #[error("{0}: quorum mode (server.N lines) is not supported yet; remove the server.N lines to run standalone")]
     QuorumUnsupported(String),
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Storage(#[from] PersistError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -84,10 +82,7 @@ pub async fn run_from_config(path: &Path) -> Result<(), StartError> {
         return Err(StartError::QuorumUnsupported(cfg.source_name.clone()));
     }
     let opts = options_from_config(&cfg)?;
-    std::fs::create_dir_all(&opts.data_dir).map_err(|source| StartError::DataDir {
-        path: opts.data_dir.display().to_string(),
-        source,
-    })?;
+    let storage = open_storage(&opts)?;
     let listener = bind(opts.client_addr)?;
     let (shutdown, _) = broadcast::channel(1);
     let signals = shutdown.clone();
@@ -111,7 +106,7 @@ pub async fn run_from_config(path: &Path) -> Result<(), StartError> {
         "corral {} serving standalone",
         env!("CARGO_PKG_VERSION")
     );
-    run(listener, opts, shutdown).await?;
+    run(listener, opts, storage, shutdown).await?;
     info!("stopped");
     Ok(())
 }

@@ -30,8 +30,8 @@
 
 pub mod atomic;
 pub mod snapshot;
-pub mod wal;
 pub mod txn_codec;
+pub mod wal;
 pub mod writer;
 
 use std::fs::{self, File, OpenOptions};

@@ -160,9 +160,9 @@ fn body_from_pb(body: pb::Body) -> Result<TxnBody, TxnCodecError> {
                 .map(body_from_pb)
                 .collect::<Result<_, _>>()?,
         ),
-        Op::Error(e) => TxnBody::Error(
-            ErrorCode::from_code(e.code).ok_or(TxnCodecError::UnknownError(e.code))?,
-        ),
+        Op::Error(e) => {
+            TxnBody::Error(ErrorCode::from_code(e.code).ok_or(TxnCodecError::UnknownError(e.code))?)
+        }
     })
 }
 
@@ -210,7 +210,10 @@ mod tests {
 
     #[test]
     fn every_body_round_trips() {
-        let acl = vec![Acl::new(31, "digest", "u:abc"), Acl::new(1, "world", "anyone")];
+        let acl = vec![
+            Acl::new(31, "digest", "u:abc"),
+            Acl::new(1, "world", "anyone"),
+        ];
         let create = TxnBody::Create {
             path: "/a/b0000000001".into(),
             data: Some(Bytes::from_static(b"x")),

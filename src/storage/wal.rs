@@ -454,14 +454,19 @@ enum ScanOutcome {
 
 /// Offset where the all-zero suffix of `file` (from `from` to `len`) starts.
 fn zero_suffix_start(file: &File, from: u64, len: u64) -> io::Result<u64> {
-    let mut chunk = vec![0u8; 64 << 10];
+    let mut chunk = vec![0u8; 1 << 20];
     let mut pos = from;
     let mut suffix = from;
     while pos < len {
         let n = (len - pos).min(chunk.len() as u64) as usize;
         file.read_exact_at(&mut chunk[..n], pos)?;
-        if let Some(i) = chunk[..n].iter().rposition(|&b| b != 0) {
-            suffix = pos + i as u64 + 1;
+        // The common case is a whole chunk of preallocated zeros: an OR over the chunk has no
+        // early exit and vectorises, so check that before looking for the last non-zero byte.
+        let all_zero = chunk[..n].iter().fold(0u8, |acc, &b| acc | b) == 0;
+        if !all_zero {
+            if let Some(i) = chunk[..n].iter().rposition(|&b| b != 0) {
+                suffix = pos + i as u64 + 1;
+            }
         }
         pos += n as u64;
     }

@@ -1,0 +1,171 @@
+//! Persistence glue between the core and `storage`: recovery at start-up (snapshot, then the
+//! log after it) and the hand-off of committed transactions to the group-commit log writer.
+//!
+//! The core encodes each transaction as it commits it and queues the record here; after each
+//! batch of messages it flushes the queue to the writer thread in one go. Durability comes back
+//! on a watch channel that the core listens to; only then are replies released.
+
+use std::path::Path;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::storage::txn_codec::{decode_txn, encode_txn, TxnCodecError};
+use crate::storage::wal::{Wal, WalError, WalOptions};
+use crate::storage::writer::{
+    Durability, LogWriter, WriterError, WriterOptions, WriterStopped, WriterThread,
+};
+use crate::storage::{DataDirs, StorageError};
+use crate::tree::{Database, TreeOptions, Txn, TxnBody};
+
+#[derive(Debug, Error)]
+pub enum PersistError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    #[error("log record 0x{zxid:x} in {dir}: {source}")]
+    Record {
+        zxid: i64,
+        dir: String,
+        source: TxnCodecError,
+    },
+}
+
+/// What recovery rebuilt.
+pub struct Recovered {
+    pub db: Database,
+    /// Live sessions: (id, timeout in ms).
+    pub sessions: Vec<(i64, i32)>,
+    pub last_zxid: i64,
+}
+
+/// The open data directories and the log writer.
+pub struct Persistence {
+    _dirs: DataDirs,
+    writer: Option<LogWriter>,
+    thread: Option<WriterThread<Wal>>,
+    buf: BytesMut,
+    pending: Vec<(i64, Bytes)>,
+}
+
+/// Keeps the session set up to date while transactions are replayed.
+fn track_sessions(sessions: &mut hashbrown::HashMap<i64, i32>, txn: &Txn) {
+    match &txn.body {
+        TxnBody::CreateSession { timeout_ms } => {
+            sessions.insert(txn.session_id, *timeout_ms);
+        }
+        TxnBody::CloseSession => {
+            sessions.remove(&txn.session_id);
+        }
+        _ => {}
+    }
+}
+
+impl Persistence {
+    /// Opens (creating if needed) the data directories, rebuilds the tree and the session set
+    /// from disk, and starts the log writer.
+    pub fn open(
+        data_dir: &Path,
+        data_log_dir: Option<&Path>,
+        tree_opts: TreeOptions,
+    ) -> Result<(Persistence, Recovered, watch::Receiver<Durability>), PersistError> {
+        let started = Instant::now();
+        let dirs = DataDirs::open(data_dir, data_log_dir)?;
+        let (mut wal, report) = dirs.open_wal(WalOptions::default())?;
+        if let Some(torn) = &report.torn_tail {
+            warn!(
+                ?torn,
+                "the log ended in a torn record (a crash mid-write); it was truncated"
+            );
+        }
+        let mut db = Database::new(tree_opts);
+        let mut sessions = hashbrown::HashMap::new();
+        let mut replayed = 0u64;
+        let mut last_zxid = 0;
+        if wal.last_zxid() > 0 {
+            let from = wal.retained_after() + 1;
+            for rec in wal.read_from(from)? {
+                let (zxid, payload) = rec?;
+                let txn = decode_txn(zxid, payload).map_err(|source| PersistError::Record {
+                    zxid,
+                    dir: dirs.log_dir().display().to_string(),
+                    source,
+                })?;
+                track_sessions(&mut sessions, &txn);
+                let _ = db.apply(&txn);
+                last_zxid = zxid;
+                replayed += 1;
+            }
+        }
+        let durable = wal.last_zxid().max(last_zxid);
+        let (writer, durability, thread) =
+            LogWriter::spawn(wal, durable, WriterOptions::default())?;
+        info!(
+            replayed_txns = replayed,
+            last_zxid = format_args!("0x{last_zxid:x}"),
+            sessions = sessions.len(),
+            znodes = db.node_count(),
+            recovery_ms = started.elapsed().as_millis() as u64,
+            "data loaded"
+        );
+        let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
+        sessions.sort_unstable();
+        Ok((
+            Persistence {
+                _dirs: dirs,
+                writer: Some(writer),
+                thread: Some(thread),
+                buf: BytesMut::with_capacity(64 * 1024),
+                pending: Vec::with_capacity(1024),
+            },
+            Recovered {
+                db,
+                sessions,
+                last_zxid,
+            },
+            durability,
+        ))
+    }
+
+    /// Queues a committed transaction for the log.
+    pub fn log(&mut self, txn: &Txn) {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(64 * 1024);
+        }
+        encode_txn(txn, &mut self.buf);
+        let payload = self.buf.split().freeze();
+        self.pending.push((txn.zxid, payload));
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Hands everything queued to the writer thread, waiting while its queue is full.
+    pub async fn flush(&mut self) -> Result<(), WriterStopped> {
+        let Some(writer) = &self.writer else {
+            self.pending.clear();
+            return Err(WriterStopped);
+        };
+        for (zxid, payload) in self.pending.drain(..) {
+            writer.append(zxid, payload).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the writer after it has made everything queued durable.
+    pub fn close(&mut self) {
+        self.writer = None;
+        if let Some(thread) = self.thread.take() {
+            if let Err(e) = thread.join() {
+                warn!(error = %e, "log writer ended with an error");
+            }
+        }
+    }
+}
