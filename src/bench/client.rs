@@ -282,8 +282,25 @@ impl Connection {
         encode_header_only(&mut self.wbuf, x, OpCode::CloseSession);
         self.flush().await?;
         match self.read_reply(x, Duration::from_secs(5)).await {
-            Ok(_) | Err(ClientError::Closed { .. }) => Ok(()),
+            Ok(_) => {
+                self.wait_eof(Duration::from_secs(1)).await;
+                Ok(())
+            }
+            Err(ClientError::Closed { .. }) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// After a closeSession reply: lets the server close the socket first (ZooKeeper logs a
+    /// warning for every client that hangs up before it does), waiting at most `wait`.
+    pub async fn wait_eof(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.rbuf.clear();
+            match tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return,
+            }
         }
     }
 

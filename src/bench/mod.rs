@@ -664,6 +664,8 @@ async fn session_cycle(
         Err(e) => return Err(e),
     };
     let t3 = Instant::now();
+    // Not timed: let the server hang up first, as ZooKeeper expects.
+    c.wait_eof(Duration::from_secs(1)).await;
     let ns = |a: Instant, b: Instant| b.saturating_duration_since(a).as_nanos() as u64;
     let mut st = lock(st);
     st.record(OpKind::Connect, ns(t0, t1), 0, measured);
