@@ -24,6 +24,8 @@ enum Command {
         #[arg(default_value = "conf/zoo.cfg")]
         config: PathBuf,
     },
+    /// Load generator speaking the ZooKeeper client protocol (Corral or Apache ZooKeeper).
+    Bench(corral::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,5 +57,6 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(corral::server::start::run_from_config(&config))?;
             Ok(())
         }
+        Command::Bench(args) => Ok(corral::bench::run(args)?),
     }
 }
