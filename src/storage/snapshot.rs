@@ -583,7 +583,7 @@ mod tests {
             } else {
                 format!("/app/node-{i:05}")
             },
-            data: Bytes::from(vec![i as u8; (i % 50) as usize]),
+            data: Some(Bytes::from(vec![i as u8; (i % 50) as usize])),
             acl_index: i % 3,
             czxid: i as i64,
             mzxid: i as i64 * 2,
