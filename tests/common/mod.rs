@@ -388,6 +388,12 @@ impl Server {
     }
 
     fn terminate(&mut self) -> Option<ExitStatus> {
+        self.terminate_graceful().map(|(st, _)| st)
+    }
+
+    /// SIGTERM, wait; SIGKILL after 15 s. Returns the exit status and whether SIGTERM alone
+    /// was enough.
+    fn terminate_graceful(&mut self) -> Option<(ExitStatus, bool)> {
         let mut child = self.child.take()?;
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
@@ -395,11 +401,11 @@ impl Server {
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = child.try_wait() {
-                return Some(st);
+                return Some((st, true));
             }
             if start.elapsed() > Duration::from_secs(15) {
                 let _ = child.kill();
-                return child.wait().ok();
+                return child.wait().ok().map(|st| (st, false));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -408,6 +414,11 @@ impl Server {
     /// SIGTERM the server and wait for it to exit; returns its exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.terminate()
+    }
+
+    /// SIGTERM the server; returns its exit status and whether it exited without SIGKILL.
+    pub fn sigterm(&mut self) -> Option<(ExitStatus, bool)> {
+        self.terminate_graceful()
     }
 
     /// SIGKILL the server and reap it.
