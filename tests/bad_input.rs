@@ -254,3 +254,28 @@ fn zero_length_frame_closes_connection() {
     assert!(r.wait_closed());
     s.assert_healthy_raw();
 }
+
+#[test]
+fn data_near_and_over_jute_max_buffer() {
+    let s = ServerBuilder::new().jute_max_buffer(4096).start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    // Well under the limit (request frame ~3 KiB): fine.
+    let data = vec![7u8; 3000];
+    assert_eq!(r.create("/big", &data, 0).err, err::OK);
+    let rep = r.get_data("/big", false);
+    assert_eq!(rep.dec().buffer().unwrap(), data);
+    // A request frame over the limit closes the connection; nothing is written.
+    let huge = vec![8u8; 8000];
+    let body = Enc::new()
+        .int(99)
+        .int(op::SET_DATA)
+        .string("/big")
+        .buffer(&huge)
+        .int(-1)
+        .into_vec();
+    let _ = r.write_raw(&raw::frame(&body));
+    assert!(r.wait_closed());
+    let mut o = Raw::connect(&s.addr(), 10_000);
+    let rep = o.get_data("/big", false);
+    assert_eq!(rep.dec().buffer().unwrap(), data);
+}

@@ -257,3 +257,39 @@ async fn expired_session_is_reported_to_client() {
     );
     s.assert_healthy().await;
 }
+
+#[test]
+fn client_that_saw_a_future_zxid_is_refused() {
+    let s = ServerBuilder::new().start();
+    let mut t = raw::tcp(&s.addr());
+    // lastZxidSeen far beyond anything the server has: no ConnectResponse, connection closed.
+    let body = raw::Enc::new()
+        .int(0)
+        .long(1 << 40)
+        .int(10_000)
+        .long(0)
+        .buffer(&[0u8; 16])
+        .bool(false)
+        .into_vec();
+    std::io::Write::write_all(&mut t, &raw::frame(&body)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut t, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "no ConnectResponse expected");
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn connection_is_closed_after_close_session() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(r.create("/eph", b"", 1).err, err::OK);
+    let x = r.next_xid();
+    r.send(x, raw::op::CLOSE_SESSION, &[]);
+    let rep = r.read_reply();
+    assert_eq!(rep.xid, x);
+    assert_eq!(rep.err, err::OK);
+    assert!(rep.body.is_empty());
+    assert!(r.wait_closed());
+    let mut o = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(o.exists("/eph", false).err, err::NO_NODE);
+}
