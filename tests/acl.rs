@@ -352,3 +352,18 @@ fn invalid_acls() {
     );
     s.assert_healthy_raw();
 }
+
+#[test]
+fn digest_auth_never_fails() {
+    // ZooKeeper's digest provider accepts any auth data, even without a colon.
+    let s = ServerBuilder::new().start();
+    for data in [&b"nocolon"[..], b"a:b:c", b"", b":"] {
+        let mut r = Raw::connect(&s.addr(), 10_000);
+        let body = Enc::new().int(0).string("digest").buffer(data).into_vec();
+        r.send(common::raw::xid::AUTH, op::AUTH, &body);
+        let rep = r.read_reply();
+        assert_eq!(rep.xid, common::raw::xid::AUTH);
+        assert_eq!(rep.err, err::OK, "{:?}", String::from_utf8_lossy(data));
+        assert_eq!(r.exists("/", false).err, err::OK);
+    }
+}

@@ -279,3 +279,70 @@ fn data_near_and_over_jute_max_buffer() {
     let rep = o.get_data("/big", false);
     assert_eq!(rep.dec().buffer().unwrap(), data);
 }
+
+#[test]
+fn pipelined_writes_and_reads_keep_session_order() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(r.create("/rw", b"", 0).err, err::OK);
+    // setData i, getData, setData i+1, getData, ... all in one write: every read must see the
+    // session's preceding write (per-session FIFO, read-your-writes).
+    let mut bytes = Vec::new();
+    for i in 0..50 {
+        let set = Enc::new()
+            .int(2 * i + 1)
+            .int(op::SET_DATA)
+            .string("/rw")
+            .buffer(i.to_string().as_bytes())
+            .int(-1)
+            .into_vec();
+        let get = Enc::new()
+            .int(2 * i + 2)
+            .int(op::GET_DATA)
+            .string("/rw")
+            .bool(false)
+            .into_vec();
+        bytes.extend(raw::frame(&set));
+        bytes.extend(raw::frame(&get));
+    }
+    // Also a create followed immediately by reads of the new node.
+    bytes.extend(raw::frame(
+        &Enc::new()
+            .int(1000)
+            .int(op::CREATE)
+            .string("/rw/new")
+            .buffer(b"n")
+            .acls(raw::WORLD_ALL)
+            .int(0)
+            .into_vec(),
+    ));
+    bytes.extend(raw::frame(
+        &Enc::new()
+            .int(1001)
+            .int(op::GET_DATA)
+            .string("/rw/new")
+            .bool(false)
+            .into_vec(),
+    ));
+    r.write_raw(&bytes).unwrap();
+    let mut last_zxid = 0;
+    for i in 0..50 {
+        let set = r.read_reply();
+        assert_eq!(set.xid, 2 * i + 1);
+        assert_eq!(set.err, err::OK);
+        assert!(set.zxid > last_zxid);
+        last_zxid = set.zxid;
+        let st = set.dec().stat();
+        assert_eq!(st.version, i + 1);
+        let get = r.read_reply();
+        assert_eq!(get.xid, 2 * i + 2);
+        let mut d = get.dec();
+        assert_eq!(d.buffer().unwrap(), i.to_string().as_bytes());
+        assert_eq!(d.stat().version, i + 1);
+    }
+    let c = r.read_reply();
+    assert_eq!((c.xid, c.err), (1000, err::OK));
+    let g = r.read_reply();
+    assert_eq!((g.xid, g.err), (1001, err::OK));
+    assert_eq!(g.dec().buffer().unwrap(), b"n");
+}
