@@ -60,10 +60,18 @@ fn session_expires_without_traffic() {
     assert_eq!(resp.timeout, 200);
     assert_eq!(silent.create("/eph", b"", 1).err, err::OK);
     let mut watcher = Raw::connect(&s.addr(), 30_000);
+    assert_eq!(watcher.exists("/eph", true).err, err::OK);
     // Poll (the watcher session pings by issuing requests) until the ephemeral is gone.
     poll_until("ephemeral of expired session deleted", || {
         (watcher.exists("/eph", false).err == err::NO_NODE).then_some(())
     });
+    // The expiry fired the other session's watch, before the reply showing the node gone.
+    let evs: Vec<(i32, String)> = watcher
+        .events
+        .iter()
+        .map(|e| (e.event_type, e.path.clone()))
+        .collect();
+    assert_eq!(evs, vec![(raw::event::NODE_DELETED, "/eph".to_string())]);
     // The silent connection was closed by the server.
     assert!(silent.wait_closed());
     // Re-attaching to the expired session is refused.
