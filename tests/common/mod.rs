@@ -194,6 +194,9 @@ impl ServerBuilder {
         if let Some(v) = &self.super_digest {
             s += &format!("superDigest={v}\n");
         }
+        // Reap containers and TTL nodes quickly (ZooKeeper's default check runs every 60 s).
+        // ZooKeeper takes this as a system property (passed with -D); corral reads it here.
+        s += "znode.container.checkIntervalMs=100\n";
         for l in &self.extra {
             s += l;
             s += "\n";
