@@ -364,6 +364,10 @@ async fn watches_survive_reconnect_via_set_watches() {
     let (_, _, data_w) = c.get_and_watch_data("/rw").await.unwrap();
     let (_, exist_w) = c.check_and_watch_stat("/rw-new").await.unwrap();
     let (_, child_w) = c.list_and_watch_children("/rw-kids").await.unwrap();
+    // Persistent watches are not part of this test: zookeeper-client 0.11.2 never re-registers
+    // them after a reconnect (resend_watches computes `index.max(index)` instead of
+    // `index.max(i)`, so it always sends SetWatches (101) without the persistent groups).
+    // setWatches2 is covered with the raw client below.
     let mut state = c.state_watcher();
 
     // Disconnect the client and keep it away while changes happen.
