@@ -367,3 +367,84 @@ fn digest_auth_never_fails() {
         assert_eq!(r.exists("/", false).err, err::OK);
     }
 }
+
+#[test]
+fn refused_read_leaves_no_watch() {
+    let s = ServerBuilder::new().start();
+    let mut o = Raw::connect(&s.addr(), 10_000);
+    let mut w = Raw::connect(&s.addr(), 10_000);
+    // world: WRITE and ADMIN, no READ.
+    let b = Enc::new()
+        .string("/wo")
+        .buffer(b"")
+        .acls(&[(18, "world", "anyone")])
+        .int(0)
+        .into_vec();
+    assert_eq!(o.call(op::CREATE, &b).err, err::OK);
+    assert_eq!(w.get_data("/wo", true).err, err::NO_AUTH);
+    assert_eq!(w.get_children("/wo", true).err, err::NO_AUTH);
+    assert_eq!(o.set_data("/wo", b"x", -1).err, err::OK);
+    assert_eq!(w.exists("/", false).err, err::OK);
+    assert!(w.events.is_empty(), "{:?}", w.events);
+    // exists is not guarded, but notifications are filtered by READ permission on the node
+    // when they are delivered (CVE-2024-23944 fix, also in Debian's 3.8.0): no event here.
+    assert_eq!(w.exists("/wo", true).err, err::OK);
+    assert_eq!(o.set_data("/wo", b"y", -1).err, err::OK);
+    assert_eq!(w.exists("/", false).err, err::OK);
+    assert!(w.events.is_empty(), "{:?}", w.events);
+    // Once READ is granted, a new watch delivers.
+    let b = Enc::new()
+        .string("/wo")
+        .acls(&[(31, "world", "anyone")])
+        .int(-1)
+        .into_vec();
+    assert_eq!(o.call(op::SET_ACL, &b).err, err::OK);
+    assert_eq!(w.exists("/wo", true).err, err::OK);
+    assert_eq!(o.set_data("/wo", b"z", -1).err, err::OK);
+    let e = w.next_event();
+    assert_eq!(
+        (e.event_type, e.path.as_str()),
+        (common::raw::event::NODE_DATA_CHANGED, "/wo")
+    );
+}
+
+#[test]
+fn child_and_delete_notifications_need_read() {
+    let s = ServerBuilder::new().start();
+    let mut o = Raw::connect(&s.addr(), 10_000);
+    let mut w = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(o.create("/open", b"", 0).err, err::OK);
+    assert_eq!(w.get_children("/open", true).err, err::OK);
+    assert_eq!(w.exists("/open/secret", true).err, err::NO_NODE);
+    // The child is created with an ACL that does not let w read it: NodeCreated for it is
+    // filtered, but the parent's NodeChildrenChanged (parent is readable) is delivered.
+    let b = Enc::new()
+        .string("/open/secret")
+        .buffer(b"")
+        .acls(&[(2, "world", "anyone")])
+        .int(0)
+        .into_vec();
+    assert_eq!(o.call(op::CREATE, &b).err, err::OK);
+    assert_eq!(w.exists("/", false).err, err::OK);
+    let got: Vec<(i32, String)> = w.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+    assert_eq!(
+        got,
+        vec![(
+            common::raw::event::NODE_CHILDREN_CHANGED,
+            "/open".to_string()
+        )]
+    );
+    // Deleting it: NodeDeleted is filtered the same way (the deleted node's ACL).
+    assert_eq!(w.exists("/open/secret", true).err, err::OK);
+    assert_eq!(w.get_children("/open", true).err, err::OK);
+    assert_eq!(o.delete("/open/secret", -1).err, err::OK);
+    assert_eq!(w.exists("/", false).err, err::OK);
+    let got: Vec<(i32, String)> = w.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+    assert_eq!(
+        got,
+        vec![(
+            common::raw::event::NODE_CHILDREN_CHANGED,
+            "/open".to_string()
+        )]
+    );
+}

@@ -496,3 +496,19 @@ fn many_children() {
     );
     assert_eq!(rep.dec().int(), 1000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sessions_may_delete_an_ephemeral() {
+    let s = ServerBuilder::new().start();
+    let owner = s.client().await;
+    let other = s.client().await;
+    owner.create("/e", b"", &ephemeral()).await.unwrap();
+    other.delete("/e", None).await.unwrap();
+    assert_eq!(owner.check_stat("/e").await.unwrap(), None);
+    assert_eq!(
+        owner.list_ephemerals("/").await.unwrap(),
+        Vec::<String>::new()
+    );
+    // The owner can create it again.
+    owner.create("/e", b"", &ephemeral()).await.unwrap();
+}
