@@ -346,3 +346,53 @@ fn pipelined_writes_and_reads_keep_session_order() {
     assert_eq!((g.xid, g.err), (1001, err::OK));
     assert_eq!(g.dec().buffer().unwrap(), b"n");
 }
+
+fn mh(t: i32, done: bool) -> Vec<u8> {
+    Enc::new().int(t).bool(done).int(-1).into_vec()
+}
+
+#[test]
+fn malformed_multi_gets_marshalling_error_and_connection_survives() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    let create = Enc::new()
+        .string("/mx")
+        .buffer(b"")
+        .acls(raw::WORLD_ALL)
+        .int(0)
+        .into_vec();
+    let cases: Vec<(&str, i32, Vec<u8>)> = vec![
+        (
+            "read op inside multi",
+            op::MULTI,
+            [
+                mh(op::GET_DATA, false),
+                Enc::new().string("/").bool(false).into_vec(),
+                mh(-1, true),
+            ]
+            .concat(),
+        ),
+        (
+            "unknown op inside multi",
+            op::MULTI,
+            [mh(77, false), mh(-1, true)].concat(),
+        ),
+        (
+            "truncated multi",
+            op::MULTI,
+            [mh(op::CREATE, false), Enc::new().string("/x").into_vec()].concat(),
+        ),
+        (
+            "write op inside multiRead",
+            op::MULTI_READ,
+            [mh(op::CREATE, false), create.clone(), mh(-1, true)].concat(),
+        ),
+    ];
+    for (what, opcode, body) in cases {
+        let rep = r.call(opcode, &body);
+        assert_eq!(rep.err, err::MARSHALLING_ERROR, "{what}");
+        // The connection stays usable, and nothing was written.
+        assert_eq!(r.exists("/mx", false).err, err::NO_NODE, "{what}");
+    }
+    s.assert_healthy_raw();
+}
