@@ -396,3 +396,45 @@ fn malformed_multi_gets_marshalling_error_and_connection_survives() {
     }
     s.assert_healthy_raw();
 }
+
+#[test]
+fn bad_create_requests_get_error_codes_and_connection_survives() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    let create = |path: &[u8], data: Enc, acls: Enc, flags: i32| {
+        Enc::new()
+            .buffer(path)
+            .raw(&data.into_vec())
+            .raw(&acls.into_vec())
+            .int(flags)
+            .into_vec()
+    };
+    let world = || Enc::new().acls(raw::WORLD_ALL);
+    let empty = || Enc::new().buffer(b"");
+    // Unknown create flags.
+    for flags in [99, -1, 7] {
+        let rep = r.call(op::CREATE, &create(b"/f", empty(), world(), flags));
+        assert_eq!(rep.err, err::BAD_ARGUMENTS, "flags {flags}");
+    }
+    // TTL flags through create2 (not createTTL).
+    let rep = r.call(op::CREATE2, &create(b"/f", empty(), world(), 5));
+    assert_eq!(rep.err, err::BAD_ARGUMENTS);
+    // Path that is not valid UTF-8.
+    let rep = r.call(op::CREATE, &create(b"/\xff\xfeb", empty(), world(), 0));
+    assert_eq!(rep.err, err::BAD_ARGUMENTS);
+    // Undecodable bodies of a write: MarshallingError, the connection stays.
+    let rep = r.call(op::CREATE, &create(b"/f", Enc::new().int(-5), world(), 0));
+    assert_eq!(rep.err, err::MARSHALLING_ERROR);
+    let rep = r.call(
+        op::CREATE,
+        &create(b"/f", empty(), Enc::new().int(1_000_000_000), 0),
+    );
+    assert_eq!(rep.err, err::MARSHALLING_ERROR);
+    assert_eq!(r.exists("/f", false).err, err::NO_NODE);
+    // A container created through plain create (flags 4) is accepted.
+    assert_eq!(
+        r.call(op::CREATE, &create(b"/c", empty(), world(), 4)).err,
+        err::OK
+    );
+    s.assert_healthy_raw();
+}

@@ -301,3 +301,23 @@ fn connection_is_closed_after_close_session() {
     let mut o = Raw::connect(&s.addr(), 10_000);
     assert_eq!(o.exists("/eph", false).err, err::NO_NODE);
 }
+
+#[test]
+fn odd_handshakes_for_new_sessions() {
+    let s = ServerBuilder::new()
+        .tick_time_ms(100)
+        .min_session_timeout_ms(300)
+        .start();
+    // Negative timeout: clamped to the minimum.
+    let (mut r, resp) = Raw::handshake(&s.addr(), -5, 0, &[0u8; 16], Some(false));
+    assert_ne!(resp.session_id, 0);
+    assert_eq!(resp.timeout, 300);
+    r.close_session();
+    // The password of a new session is ignored, whatever its length; the server issues 16 bytes.
+    for pw in [&[][..], &[1u8; 8][..], &[2u8; 40][..]] {
+        let (mut r, resp) = Raw::handshake(&s.addr(), 10_000, 0, pw, Some(false));
+        assert_ne!(resp.session_id, 0);
+        assert_eq!(resp.passwd.len(), 16);
+        r.close_session();
+    }
+}
