@@ -254,3 +254,187 @@ fn zero_length_frame_closes_connection() {
     assert!(r.wait_closed());
     s.assert_healthy_raw();
 }
+
+#[test]
+fn data_near_and_over_jute_max_buffer() {
+    let s = ServerBuilder::new().jute_max_buffer(4096).start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    // Well under the limit (request frame ~3 KiB): fine.
+    let data = vec![7u8; 3000];
+    assert_eq!(r.create("/big", &data, 0).err, err::OK);
+    let rep = r.get_data("/big", false);
+    assert_eq!(rep.dec().buffer().unwrap(), data);
+    // A request frame over the limit closes the connection; nothing is written.
+    let huge = vec![8u8; 8000];
+    let body = Enc::new()
+        .int(99)
+        .int(op::SET_DATA)
+        .string("/big")
+        .buffer(&huge)
+        .int(-1)
+        .into_vec();
+    let _ = r.write_raw(&raw::frame(&body));
+    assert!(r.wait_closed());
+    let mut o = Raw::connect(&s.addr(), 10_000);
+    let rep = o.get_data("/big", false);
+    assert_eq!(rep.dec().buffer().unwrap(), data);
+}
+
+#[test]
+fn pipelined_writes_and_reads_keep_session_order() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(r.create("/rw", b"", 0).err, err::OK);
+    // setData i, getData, setData i+1, getData, ... all in one write: every read must see the
+    // session's preceding write (per-session FIFO, read-your-writes).
+    let mut bytes = Vec::new();
+    for i in 0..50 {
+        let set = Enc::new()
+            .int(2 * i + 1)
+            .int(op::SET_DATA)
+            .string("/rw")
+            .buffer(i.to_string().as_bytes())
+            .int(-1)
+            .into_vec();
+        let get = Enc::new()
+            .int(2 * i + 2)
+            .int(op::GET_DATA)
+            .string("/rw")
+            .bool(false)
+            .into_vec();
+        bytes.extend(raw::frame(&set));
+        bytes.extend(raw::frame(&get));
+    }
+    // Also a create followed immediately by reads of the new node.
+    bytes.extend(raw::frame(
+        &Enc::new()
+            .int(1000)
+            .int(op::CREATE)
+            .string("/rw/new")
+            .buffer(b"n")
+            .acls(raw::WORLD_ALL)
+            .int(0)
+            .into_vec(),
+    ));
+    bytes.extend(raw::frame(
+        &Enc::new()
+            .int(1001)
+            .int(op::GET_DATA)
+            .string("/rw/new")
+            .bool(false)
+            .into_vec(),
+    ));
+    r.write_raw(&bytes).unwrap();
+    let mut last_zxid = 0;
+    for i in 0..50 {
+        let set = r.read_reply();
+        assert_eq!(set.xid, 2 * i + 1);
+        assert_eq!(set.err, err::OK);
+        assert!(set.zxid > last_zxid);
+        last_zxid = set.zxid;
+        let st = set.dec().stat();
+        assert_eq!(st.version, i + 1);
+        let get = r.read_reply();
+        assert_eq!(get.xid, 2 * i + 2);
+        let mut d = get.dec();
+        assert_eq!(d.buffer().unwrap(), i.to_string().as_bytes());
+        assert_eq!(d.stat().version, i + 1);
+    }
+    let c = r.read_reply();
+    assert_eq!((c.xid, c.err), (1000, err::OK));
+    let g = r.read_reply();
+    assert_eq!((g.xid, g.err), (1001, err::OK));
+    assert_eq!(g.dec().buffer().unwrap(), b"n");
+}
+
+fn mh(t: i32, done: bool) -> Vec<u8> {
+    Enc::new().int(t).bool(done).int(-1).into_vec()
+}
+
+#[test]
+fn malformed_multi_gets_marshalling_error_and_connection_survives() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    let create = Enc::new()
+        .string("/mx")
+        .buffer(b"")
+        .acls(raw::WORLD_ALL)
+        .int(0)
+        .into_vec();
+    let cases: Vec<(&str, i32, Vec<u8>)> = vec![
+        (
+            "read op inside multi",
+            op::MULTI,
+            [
+                mh(op::GET_DATA, false),
+                Enc::new().string("/").bool(false).into_vec(),
+                mh(-1, true),
+            ]
+            .concat(),
+        ),
+        (
+            "unknown op inside multi",
+            op::MULTI,
+            [mh(77, false), mh(-1, true)].concat(),
+        ),
+        (
+            "truncated multi",
+            op::MULTI,
+            [mh(op::CREATE, false), Enc::new().string("/x").into_vec()].concat(),
+        ),
+        (
+            "write op inside multiRead",
+            op::MULTI_READ,
+            [mh(op::CREATE, false), create.clone(), mh(-1, true)].concat(),
+        ),
+    ];
+    for (what, opcode, body) in cases {
+        let rep = r.call(opcode, &body);
+        assert_eq!(rep.err, err::MARSHALLING_ERROR, "{what}");
+        // The connection stays usable, and nothing was written.
+        assert_eq!(r.exists("/mx", false).err, err::NO_NODE, "{what}");
+    }
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn bad_create_requests_get_error_codes_and_connection_survives() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    let create = |path: &[u8], data: Enc, acls: Enc, flags: i32| {
+        Enc::new()
+            .buffer(path)
+            .raw(&data.into_vec())
+            .raw(&acls.into_vec())
+            .int(flags)
+            .into_vec()
+    };
+    let world = || Enc::new().acls(raw::WORLD_ALL);
+    let empty = || Enc::new().buffer(b"");
+    // Unknown create flags.
+    for flags in [99, -1, 7] {
+        let rep = r.call(op::CREATE, &create(b"/f", empty(), world(), flags));
+        assert_eq!(rep.err, err::BAD_ARGUMENTS, "flags {flags}");
+    }
+    // TTL flags through create2 (not createTTL).
+    let rep = r.call(op::CREATE2, &create(b"/f", empty(), world(), 5));
+    assert_eq!(rep.err, err::BAD_ARGUMENTS);
+    // Path that is not valid UTF-8.
+    let rep = r.call(op::CREATE, &create(b"/\xff\xfeb", empty(), world(), 0));
+    assert_eq!(rep.err, err::BAD_ARGUMENTS);
+    // Undecodable bodies of a write: MarshallingError, the connection stays.
+    let rep = r.call(op::CREATE, &create(b"/f", Enc::new().int(-5), world(), 0));
+    assert_eq!(rep.err, err::MARSHALLING_ERROR);
+    let rep = r.call(
+        op::CREATE,
+        &create(b"/f", empty(), Enc::new().int(1_000_000_000), 0),
+    );
+    assert_eq!(rep.err, err::MARSHALLING_ERROR);
+    assert_eq!(r.exists("/f", false).err, err::NO_NODE);
+    // A container created through plain create (flags 4) is accepted.
+    assert_eq!(
+        r.call(op::CREATE, &create(b"/c", empty(), world(), 4)).err,
+        err::OK
+    );
+    s.assert_healthy_raw();
+}

@@ -60,10 +60,18 @@ fn session_expires_without_traffic() {
     assert_eq!(resp.timeout, 200);
     assert_eq!(silent.create("/eph", b"", 1).err, err::OK);
     let mut watcher = Raw::connect(&s.addr(), 30_000);
+    assert_eq!(watcher.exists("/eph", true).err, err::OK);
     // Poll (the watcher session pings by issuing requests) until the ephemeral is gone.
     poll_until("ephemeral of expired session deleted", || {
         (watcher.exists("/eph", false).err == err::NO_NODE).then_some(())
     });
+    // The expiry fired the other session's watch, before the reply showing the node gone.
+    let evs: Vec<(i32, String)> = watcher
+        .events
+        .iter()
+        .map(|e| (e.event_type, e.path.clone()))
+        .collect();
+    assert_eq!(evs, vec![(raw::event::NODE_DELETED, "/eph".to_string())]);
     // The silent connection was closed by the server.
     assert!(silent.wait_closed());
     // Re-attaching to the expired session is refused.
@@ -256,4 +264,60 @@ async fn expired_session_is_reported_to_client() {
         zk::Error::SessionExpired
     );
     s.assert_healthy().await;
+}
+
+#[test]
+fn client_that_saw_a_future_zxid_is_refused() {
+    let s = ServerBuilder::new().start();
+    let mut t = raw::tcp(&s.addr());
+    // lastZxidSeen far beyond anything the server has: no ConnectResponse, connection closed.
+    let body = raw::Enc::new()
+        .int(0)
+        .long(1 << 40)
+        .int(10_000)
+        .long(0)
+        .buffer(&[0u8; 16])
+        .bool(false)
+        .into_vec();
+    std::io::Write::write_all(&mut t, &raw::frame(&body)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut t, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "no ConnectResponse expected");
+    s.assert_healthy_raw();
+}
+
+#[test]
+fn connection_is_closed_after_close_session() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(r.create("/eph", b"", 1).err, err::OK);
+    let x = r.next_xid();
+    r.send(x, raw::op::CLOSE_SESSION, &[]);
+    let rep = r.read_reply();
+    assert_eq!(rep.xid, x);
+    assert_eq!(rep.err, err::OK);
+    assert!(rep.body.is_empty());
+    assert!(r.wait_closed());
+    let mut o = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(o.exists("/eph", false).err, err::NO_NODE);
+}
+
+#[test]
+fn odd_handshakes_for_new_sessions() {
+    let s = ServerBuilder::new()
+        .tick_time_ms(100)
+        .min_session_timeout_ms(300)
+        .start();
+    // Negative timeout: clamped to the minimum.
+    let (mut r, resp) = Raw::handshake(&s.addr(), -5, 0, &[0u8; 16], Some(false));
+    assert_ne!(resp.session_id, 0);
+    assert_eq!(resp.timeout, 300);
+    r.close_session();
+    // The password of a new session is ignored, whatever its length; the server issues 16 bytes.
+    for pw in [&[][..], &[1u8; 8][..], &[2u8; 40][..]] {
+        let (mut r, resp) = Raw::handshake(&s.addr(), 10_000, 0, pw, Some(false));
+        assert_ne!(resp.session_id, 0);
+        assert_eq!(resp.passwd.len(), 16);
+        r.close_session();
+    }
 }

@@ -413,3 +413,102 @@ async fn cannot_delete_or_create_root_or_system_nodes() {
     assert_eq!(r.create("/zookeeper", b"", 0).err, err::NODE_EXISTS);
     s.assert_healthy().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_reaped_after_ephemeral_child_session_closes() {
+    let s = ServerBuilder::new().start();
+    let c = s.client().await;
+    c.create("/box", b"", &mode(zk::CreateMode::Container))
+        .await
+        .unwrap();
+    let owner = s.client().await;
+    owner.create("/box/e", b"", &ephemeral()).await.unwrap();
+    drop(owner);
+    poll_until_async("container emptied by session close is reaped", || async {
+        c.check_stat("/box").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_node_with_children_is_kept() {
+    let s = ServerBuilder::new().start();
+    let c = s.client().await;
+    let ttl = persistent().with_ttl(Duration::from_millis(100));
+    c.create("/t", b"", &ttl).await.unwrap();
+    c.create("/t/kid", b"", &persistent()).await.unwrap();
+    // Signal that the reaper ran: a childless TTL node created afterwards disappears.
+    c.create("/probe", b"", &ttl).await.unwrap();
+    poll_until_async("probe ttl node reaped", || async {
+        c.check_stat("/probe")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(c.check_stat("/t").await.unwrap().is_some());
+    c.delete("/t/kid", None).await.unwrap();
+    poll_until_async("ttl node reaped once childless", || async {
+        c.check_stat("/t").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+#[test]
+fn many_children() {
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(r.create("/many", b"", 0).err, err::OK);
+    let mut bytes = Vec::new();
+    for i in 0..1000 {
+        let body = Enc::new()
+            .int(10_000 + i)
+            .int(op::CREATE)
+            .string(&format!("/many/c{i:04}"))
+            .buffer(b"")
+            .acls(WORLD_ALL)
+            .int(0)
+            .into_vec();
+        bytes.extend(common::raw::frame(&body));
+    }
+    r.write_raw(&bytes).unwrap();
+    for i in 0..1000 {
+        let rep = r.read_reply();
+        assert_eq!((rep.xid, rep.err), (10_000 + i, err::OK));
+    }
+    let rep = r.call(
+        op::GET_CHILDREN2,
+        &Enc::new().string("/many").bool(false).into_vec(),
+    );
+    let mut d = rep.dec();
+    let mut kids = d.strings();
+    kids.sort();
+    assert_eq!(kids.len(), 1000);
+    assert_eq!(kids[0], "c0000");
+    assert_eq!(kids[999], "c0999");
+    let st = d.stat();
+    assert_eq!(st.num_children, 1000);
+    assert_eq!(st.cversion, 1000);
+    let rep = r.call(
+        op::GET_ALL_CHILDREN_NUMBER,
+        &Enc::new().string("/many").into_vec(),
+    );
+    assert_eq!(rep.dec().int(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sessions_may_delete_an_ephemeral() {
+    let s = ServerBuilder::new().start();
+    let owner = s.client().await;
+    let other = s.client().await;
+    owner.create("/e", b"", &ephemeral()).await.unwrap();
+    other.delete("/e", None).await.unwrap();
+    assert_eq!(owner.check_stat("/e").await.unwrap(), None);
+    assert_eq!(
+        owner.list_ephemerals("/").await.unwrap(),
+        Vec::<String>::new()
+    );
+    // The owner can create it again.
+    owner.create("/e", b"", &ephemeral()).await.unwrap();
+}

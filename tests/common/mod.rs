@@ -196,6 +196,9 @@ impl ServerBuilder {
         if let Some(v) = &self.super_digest {
             s += &format!("superDigest={v}\n");
         }
+        // Reap containers and TTL nodes quickly (ZooKeeper's default check runs every 60 s).
+        // ZooKeeper takes this as a system property (passed with -D); corral reads it here.
+        s += "znode.container.checkIntervalMs=100\n";
         for l in &self.extra {
             s += l;
             s += "\n";
@@ -390,6 +393,12 @@ impl Server {
     }
 
     fn terminate(&mut self) -> Option<ExitStatus> {
+        self.terminate_graceful().map(|(st, _)| st)
+    }
+
+    /// SIGTERM, wait; SIGKILL after 15 s. Returns the exit status and whether SIGTERM alone
+    /// was enough.
+    fn terminate_graceful(&mut self) -> Option<(ExitStatus, bool)> {
         let mut child = self.child.take()?;
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
@@ -397,11 +406,11 @@ impl Server {
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = child.try_wait() {
-                return Some(st);
+                return Some((st, true));
             }
             if start.elapsed() > Duration::from_secs(15) {
                 let _ = child.kill();
-                return child.wait().ok();
+                return child.wait().ok().map(|st| (st, false));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -410,6 +419,11 @@ impl Server {
     /// SIGTERM the server and wait for it to exit; returns its exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.terminate()
+    }
+
+    /// SIGTERM the server; returns its exit status and whether it exited without SIGKILL.
+    pub fn sigterm(&mut self) -> Option<(ExitStatus, bool)> {
+        self.terminate_graceful()
     }
 
     /// SIGKILL the server and reap it.
