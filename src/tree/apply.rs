@@ -257,9 +257,7 @@ impl Database {
         if node.num_children() > 0 {
             return Err(ErrorCode::NotEmpty);
         }
-        if !self.nodes.contains_key(parent_path) {
-            return Err(ErrorCode::NoNode);
-        }
+        // Saving a pre-image of a node that then does not change is harmless.
         self.before_change(parent_path);
         self.before_change(path);
         let Some(parent) = self.nodes.get_mut(parent_path) else {
