@@ -14,7 +14,7 @@
 //!   is in progress, new nodes always get fresh slots `>= end` (freed slots are not reused), so
 //!   the walk never meets them, and slot order does not move when other nodes come and go.
 //! - Before `apply` changes a node (its data, ACL, stat, or its child set, which covers
-//!   parents of created and deleted nodes) or deletes it, [`Database::before_change`] saves
+//!   parents of created and deleted nodes) or deletes it, `Database::before_change` saves
 //!   the node's current state as a [`SnapNode`] if its slot is still ahead of the cursor and
 //!   not saved yet. The walk emits the saved pre-image instead of the live node when it gets
 //!   there. Live nodes it meets unsaved have not changed since begin.
