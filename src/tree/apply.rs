@@ -185,6 +185,7 @@ impl Database {
         let data = data.as_ref().map(|d| Bytes::copy_from_slice(d));
         let acl_id = self.acls.intern(acl);
         let node_acl = self.acls.get(acl_id).clone();
+        self.before_change(parent_path);
         let Some(parent) = self.nodes.get_mut(parent_path) else {
             self.acls.release(acl_id);
             return Err(ErrorCode::NoNode);
@@ -256,6 +257,9 @@ impl Database {
         if node.num_children() > 0 {
             return Err(ErrorCode::NotEmpty);
         }
+        // Saving a pre-image of a node that then does not change is harmless.
+        self.before_change(parent_path);
+        self.before_change(path);
         let Some(parent) = self.nodes.get_mut(parent_path) else {
             return Err(ErrorCode::NoNode);
         };
@@ -264,7 +268,7 @@ impl Database {
             parent.pzxid = zxid;
         }
         let parent_acl_id = parent.acl;
-        let Some(node) = self.nodes.remove(path) else {
+        let Some(node) = self.remove_raw(path) else {
             return Err(ErrorCode::NoNode);
         };
         self.data_size = self
@@ -330,6 +334,7 @@ impl Database {
         events: &mut Vec<WatchFired>,
     ) -> Result<Stat, ErrorCode> {
         let extended = self.opts.extended_types_enabled;
+        self.before_change(path);
         let Some(node) = self.nodes.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
@@ -359,6 +364,7 @@ impl Database {
         let Some(old) = self.nodes.get(path).map(|n| n.acl) else {
             return Err(ErrorCode::NoNode);
         };
+        self.before_change(path);
         let new = self.acls.intern(acl);
         self.acls.release(old);
         let Some(node) = self.nodes.get_mut(path) else {

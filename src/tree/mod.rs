@@ -13,7 +13,10 @@
 //!
 //! Storage: znodes live in one hash map keyed by full path; each node keeps its children as a
 //! set of names (not paths), its Stat fields in place, its data as `Option<Bytes>`, and a
-//! 4-byte index into a reference-counted table of distinct ACL lists.
+//! 4-byte index into a reference-counted table of distinct ACL lists. Every node also has a
+//! stable *slot*: an index into a side vector holding (a shared handle to) its path, which
+//! gives the background snapshot an iteration order that mutations cannot disturb; see
+//! [`snapshot`].
 
 pub mod acl;
 mod apply;
@@ -21,9 +24,12 @@ pub mod node;
 pub mod path;
 pub mod prep;
 mod read;
+pub mod snapshot;
 pub mod txn;
 pub mod watch;
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +43,7 @@ use crate::jute::{Acl, Id, Stat};
 pub use acl::{authenticate, digest};
 pub use node::{EphemeralType, MAX_TTL_MS};
 pub use prep::Pending;
+pub use snapshot::{Restorer, SnapNode, SnapshotChunk, SnapshotHeader, TreeError};
 pub use txn::{ApplyOutcome, NodeKind, Txn, TxnBody, TxnResult, WatchFired};
 
 use acl::AclTable;
@@ -80,7 +87,15 @@ pub struct NodeEntry<'a> {
 #[derive(Debug, Clone)]
 pub struct Database {
     opts: TreeOptions,
-    nodes: HashMap<Box<str>, Node>,
+    /// Keyed by full path. The key is shared with `slots` (one allocation per path).
+    nodes: HashMap<Arc<str>, Node>,
+    /// `slots[node.slot]` is the node's path; None for a free slot. Append-only while a
+    /// snapshot is in progress, so slot order is a stable iteration order.
+    slots: Vec<Option<Arc<str>>>,
+    /// Free slots, reused (when no snapshot is in progress) before `slots` grows.
+    free_slots: Vec<u32>,
+    /// The background snapshot in progress, if any.
+    snap: Option<Box<snapshot::SnapState>>,
     acls: AclTable,
     ephemerals: HashMap<i64, HashSet<Box<str>>>,
     containers: HashSet<Box<str>>,
@@ -90,6 +105,13 @@ pub struct Database {
     /// Sum of path length + data length over all nodes (`approximateDataSize`).
     data_size: u64,
     last_zxid: i64,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Lets a long randomized test (which checks invariants itself, where it matters) skip
+    /// the O(n) check after every `apply`. Per thread, so other tests keep it.
+    pub(crate) static SKIP_DEBUG_CHECK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The paths ZooKeeper refuses to delete (`DataTree.isSpecialPath`).
@@ -105,18 +127,7 @@ impl Database {
     /// "/zookeeper/quota" and "/zookeeper/config", all zero stats and empty (non-null) data;
     /// "/zookeeper/config" is world-readable only and has aversion -1.
     pub fn new(opts: TreeOptions) -> Self {
-        let mut db = Database {
-            opts,
-            nodes: HashMap::new(),
-            acls: AclTable::default(),
-            ephemerals: HashMap::new(),
-            containers: HashSet::new(),
-            ttls: HashSet::new(),
-            data_watches: WatchManager::default(),
-            child_watches: WatchManager::default(),
-            data_size: 0,
-            last_zxid: 0,
-        };
+        let mut db = Database::empty(opts);
         let open = Acl::open_unsafe();
         for path in ["/", "/zookeeper", "/zookeeper/quota"] {
             let acl = db.acls.intern(&open);
@@ -139,9 +150,73 @@ impl Database {
         db
     }
 
+    /// A database without a single node (not even "/"): the start of a restore.
+    fn empty(opts: TreeOptions) -> Self {
+        Database {
+            opts,
+            nodes: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            snap: None,
+            acls: AclTable::default(),
+            ephemerals: HashMap::new(),
+            containers: HashSet::new(),
+            ttls: HashSet::new(),
+            data_watches: WatchManager::default(),
+            child_watches: WatchManager::default(),
+            data_size: 0,
+            last_zxid: 0,
+        }
+    }
+
+    /// Inserts a node that is not in the tree yet (the caller has checked), giving it a slot.
+    /// While a snapshot is in progress new nodes always get a fresh slot past the snapshot's
+    /// end, so the snapshot never sees them.
     fn insert_raw(&mut self, path: &str, node: Node) {
-        self.data_size += (path.len() + node.data_len()) as u64;
-        self.nodes.insert(Box::from(path), node);
+        self.insert_key(Arc::from(path), node);
+    }
+
+    /// [`Database::insert_raw`] with an already shared key.
+    fn insert_key(&mut self, key: Arc<str>, mut node: Node) {
+        self.data_size += (key.len() + node.data_len()) as u64;
+        let reuse = if self.snap.is_none() {
+            self.free_slots.pop()
+        } else {
+            None
+        };
+        let slot = match reuse {
+            Some(s) => {
+                if let Some(entry) = self.slots.get_mut(s as usize) {
+                    *entry = Some(key.clone());
+                }
+                s
+            }
+            None => {
+                self.slots.push(Some(key.clone()));
+                // More than 4 billion znodes do not fit in memory long before this.
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        node.slot = slot;
+        if let Some(old) = self.nodes.insert(key, node) {
+            // Never happens: callers check for absence. Keep the slot table consistent.
+            self.free_slot(old.slot);
+        }
+    }
+
+    /// Removes a node and frees its slot. The caller preserves the snapshot pre-image first.
+    fn remove_raw(&mut self, path: &str) -> Option<Node> {
+        let node = self.nodes.remove(path)?;
+        self.free_slot(node.slot);
+        Some(node)
+    }
+
+    fn free_slot(&mut self, slot: u32) {
+        if let Some(entry) = self.slots.get_mut(slot as usize) {
+            if entry.take().is_some() {
+                self.free_slots.push(slot);
+            }
+        }
     }
 
     pub fn options(&self) -> TreeOptions {
@@ -278,14 +353,14 @@ impl Database {
         let extended = self.opts.extended_types_enabled;
         let mut out = Vec::new();
         for p in &self.containers {
-            if let Some(n) = self.nodes.get(p) {
+            if let Some(n) = self.nodes.get(&**p) {
                 if n.num_children() == 0 && n.cversion > 0 {
                     out.push(p.to_string());
                 }
             }
         }
         for p in &self.ttls {
-            if let Some(n) = self.nodes.get(p) {
+            if let Some(n) = self.nodes.get(&**p) {
                 if n.num_children() == 0
                     && EphemeralType::of(n.ephemeral_owner, extended) == EphemeralType::Ttl
                 {
@@ -381,6 +456,21 @@ impl Database {
         if self.ephemerals.values().any(|s| s.is_empty()) {
             return Err("empty ephemeral set kept".into());
         }
+        for (path, n) in &self.nodes {
+            match self.slots.get(n.slot as usize) {
+                Some(Some(p)) if Arc::ptr_eq(p, path) => {}
+                _ => return Err(format!("{path}: slot {} does not name it", n.slot)),
+            }
+        }
+        let used = self.slots.iter().filter(|s| s.is_some()).count();
+        if used != self.nodes.len() || used + self.free_slots.len() != self.slots.len() {
+            return Err(format!(
+                "{used} used + {} free slots of {}, {} nodes",
+                self.free_slots.len(),
+                self.slots.len(),
+                self.nodes.len()
+            ));
+        }
         if !self.data_watches.check_invariants() || !self.child_watches.check_invariants() {
             return Err("watch tables disagree".into());
         }
@@ -388,6 +478,10 @@ impl Database {
     }
 
     fn debug_check(&self) {
+        #[cfg(test)]
+        if SKIP_DEBUG_CHECK.with(|c| c.get()) {
+            return;
+        }
         #[cfg(debug_assertions)]
         if self.nodes.len() < 1_000 {
             if let Err(e) = self.check_invariants() {

@@ -80,6 +80,8 @@ pub struct Node {
     pub data: Option<Bytes>,
     /// Child names; None while the node has never needed a set (saves memory on leaves).
     pub children: Option<Box<HashSet<Box<str>>>>,
+    /// Index in the database's slot table (see `Database::insert_raw`); set on insertion.
+    pub(crate) slot: u32,
 }
 
 impl Node {
@@ -97,6 +99,7 @@ impl Node {
             acl,
             data,
             children: None,
+            slot: 0,
         }
     }
 
@@ -185,9 +188,10 @@ mod tests {
 
     #[test]
     fn node_stays_compact() {
-        // Stat fields + ACL index + data handle + optional child set.
+        // Stat fields + ACL index + data handle + optional child set + snapshot slot
+        // (4 bytes, padded to 8).
         assert!(
-            std::mem::size_of::<Node>() <= 104,
+            std::mem::size_of::<Node>() <= 112,
             "{}",
             std::mem::size_of::<Node>()
         );

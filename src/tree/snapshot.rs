@@ -1,0 +1,505 @@
+//! Point-in-time snapshots taken in the background, restore, and the tree digest.
+//!
+//! # Taking a snapshot
+//!
+//! The core calls [`Database::begin_snapshot`], then [`Database::snapshot_chunk`] between
+//! message batches until it returns None, and keeps applying transactions in between. The
+//! chunks together are exactly the tree as of the zxid recorded at begin (a point-in-time
+//! image, not ZooKeeper's fuzzy snapshot), so recovery is "restore the image, replay the log
+//! after its zxid".
+//!
+//! It works copy-on-write, one node at a time:
+//! - Every node has a *slot*, an index into a side vector of paths (`Database::slots`). The
+//!   snapshot walks slots `0..end`, where `end` is the slot count at begin. While a snapshot
+//!   is in progress, new nodes always get fresh slots `>= end` (freed slots are not reused), so
+//!   the walk never meets them, and slot order does not move when other nodes come and go.
+//! - Before `apply` changes a node (its data, ACL, stat, or its child set, which covers
+//!   parents of created and deleted nodes) or deletes it, `Database::before_change` saves
+//!   the node's current state as a [`SnapNode`] if its slot is still ahead of the cursor and
+//!   not saved yet. The walk emits the saved pre-image instead of the live node when it gets
+//!   there. Live nodes it meets unsaved have not changed since begin.
+//!
+//! Cost. When no snapshot runs: one `Option::is_some` test per node changed by `apply`, and
+//! per create/delete a write to the slot vector. Memory: 8 more bytes per hash-map bucket (the
+//! slot, padded), 16 bytes per node in the slot vector, and 16 bytes of `Arc` header per
+//! path (paths are shared between the map and the slot vector instead of copied). Lookups
+//! are untouched: the map still stores nodes inline. Begin is O(1); each chunk is O(chunk)
+//! (plus at most 16 empty slots per requested node); the extra memory during a snapshot is
+//! one pre-image per node changed ahead of the cursor.
+//!
+//! Alternatives measured on 1M nodes with random lookups (release build, one core): this
+//! layout 129 ns/lookup, the previous `HashMap<Box<str>, Node>` 129 ns, an index-map style
+//! slab (`HashTable<u32>` + `Vec<(path, Node)>`) 161 ns (one more cache miss per lookup), and a
+//! `BTreeMap` 1.3–1.8 µs. Walking a hashbrown table by bucket index was rejected: buckets
+//! move whenever the table grows or rehashes in place. A begin-time list of keys is an O(n)
+//! pause, which is what this design avoids.
+//!
+//! Measured on a 1M-node tree (release, a loaded 2-core machine, best of 4): 1M creates, 100k
+//! setData and 1M `stat` lookups take the same time as before slots existed (1.28 s vs
+//! 1.24 s, 70 ms vs 67 ms, 598 ms vs 597 ms: noise). `begin_snapshot` 1.5 µs;
+//! `snapshot_chunk(1000)` about 0.3–0.4 ms (median); a whole 1M image about 0.7 s of
+//! chunk work spread over the run; `digest` 0.26 s; restoring 1M nodes 2.3 s.
+//!
+//! ACLs travel as `Arc<[Acl]>` per node (refcounted, no copy), so ACL-table slot reuse
+//! during the snapshot cannot confuse the image; writers can deduplicate by pointer. The
+//! ephemerals, containers and TTL indexes are rebuilt from the nodes' raw ephemeralOwner.
+//!
+//! # Restoring
+//!
+//! [`Database::restore_begin`] gives a [`Restorer`]; feed it every [`SnapNode`] in any order,
+//! then [`Restorer::finish`] links children, checks the structure and returns the tree. A
+//! malformed image is a [`TreeError`], never a panic.
+//!
+//! # Digest
+//!
+//! [`Database::digest`] is an order-independent 64-bit hash of every node's path, data,
+//! stored stat fields and ACL: the wrapping sum of per-node hashes ([`SnapNode::digest`]
+//! gives the same per-node value, so a writer can compute the image's digest while
+//! streaming). The hash function is fixed here (not std's unspecified `DefaultHasher`), so
+//! every build agrees.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
+
+use super::acl::AclTable;
+use super::node::{EphemeralType, Node};
+use super::path::{name_of, parent_of};
+use super::{Database, TreeOptions};
+use crate::jute::{Acl, Stat};
+
+/// Errors of snapshot and restore.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("a snapshot is already in progress")]
+    SnapshotInProgress,
+    #[error("snapshot node {0:?} has a malformed path")]
+    BadPath(String),
+    #[error("snapshot holds {0:?} twice")]
+    Duplicate(String),
+    #[error("snapshot node {0:?} has no parent in the snapshot")]
+    Orphan(String),
+    #[error("snapshot has no root node")]
+    NoRoot,
+    #[error("snapshot node {path:?} declares {declared} children but has {actual}")]
+    ChildCount {
+        path: String,
+        declared: i32,
+        actual: i32,
+    },
+    #[error("snapshot node {0:?} carries a zxid later than the snapshot's")]
+    FutureZxid(String),
+}
+
+/// One znode of a snapshot image: everything needed to restore it exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapNode {
+    /// Full path (shared with the tree it came from: no copy).
+    pub path: Arc<str>,
+    pub data: Option<Bytes>,
+    pub acl: Arc<[Acl]>,
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub pzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    /// Stored (create-counting) cversion, not the client-visible one.
+    pub cversion: i32,
+    pub aversion: i32,
+    /// Raw ephemeralOwner (container and TTL encodings included).
+    pub ephemeral_owner: i64,
+    /// Children at the snapshot's zxid; checked on restore.
+    pub num_children: i32,
+}
+
+impl SnapNode {
+    fn of(path: &Arc<str>, n: &Node, acls: &AclTable) -> SnapNode {
+        SnapNode {
+            path: path.clone(),
+            data: n.data.clone(),
+            acl: acls.get(n.acl).clone(),
+            czxid: n.czxid,
+            mzxid: n.mzxid,
+            pzxid: n.pzxid,
+            ctime: n.ctime,
+            mtime: n.mtime,
+            version: n.version,
+            cversion: n.cversion,
+            aversion: n.aversion,
+            ephemeral_owner: n.ephemeral_owner,
+            num_children: n.num_children() as i32,
+        }
+    }
+
+    /// The client-visible Stat this node had.
+    pub fn stat(&self, extended: bool) -> Stat {
+        let owner = match EphemeralType::of(self.ephemeral_owner, extended) {
+            EphemeralType::Normal => self.ephemeral_owner,
+            _ => 0,
+        };
+        Stat {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            cversion: self
+                .cversion
+                .wrapping_mul(2)
+                .wrapping_sub(self.num_children),
+            aversion: self.aversion,
+            ephemeral_owner: owner,
+            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
+            num_children: self.num_children,
+            pzxid: self.pzxid,
+        }
+    }
+
+    /// This node's share of [`Database::digest`].
+    pub fn digest(&self) -> u64 {
+        node_digest(
+            &self.path,
+            self.data.as_deref(),
+            &self.acl,
+            [
+                self.czxid,
+                self.mzxid,
+                self.pzxid,
+                self.ctime,
+                self.mtime,
+                self.version.into(),
+                self.cversion.into(),
+                self.aversion.into(),
+                self.ephemeral_owner,
+                self.num_children.into(),
+            ],
+        )
+    }
+}
+
+/// What a snapshot is of; known at begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// The image is the tree after applying exactly the transactions up to this zxid.
+    pub zxid: i64,
+    /// Nodes the chunks will hold in total.
+    pub node_count: usize,
+    pub options: TreeOptions,
+}
+
+/// The next nodes of the image, in no particular order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    pub nodes: Vec<SnapNode>,
+}
+
+/// An in-progress snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapState {
+    zxid: i64,
+    /// Next slot to visit.
+    cursor: usize,
+    /// Slot count at begin: slots at or past it were never part of the image.
+    end: usize,
+    /// Pre-images of nodes changed or deleted since begin whose slot is `>= cursor`.
+    saved: HashMap<u32, SnapNode>,
+    /// Nodes still to emit (the image's count minus those emitted).
+    remaining: usize,
+}
+
+/// Empty slots a chunk may skip per node it is allowed to emit (bounds a chunk's work when
+/// the slot vector has holes).
+const SKIP_PER_NODE: usize = 16;
+
+impl Database {
+    /// Starts a background snapshot of the tree as it is now (at [`Database::last_zxid`]).
+    /// O(1). Fails if one is already in progress (finish or abort it first).
+    pub fn begin_snapshot(&mut self) -> Result<SnapshotHeader, TreeError> {
+        if self.snap.is_some() {
+            return Err(TreeError::SnapshotInProgress);
+        }
+        self.snap = Some(Box::new(SnapState {
+            zxid: self.last_zxid,
+            cursor: 0,
+            end: self.slots.len(),
+            saved: HashMap::new(),
+            remaining: self.nodes.len(),
+        }));
+        Ok(SnapshotHeader {
+            zxid: self.last_zxid,
+            node_count: self.nodes.len(),
+            options: self.opts,
+        })
+    }
+
+    /// The zxid of the snapshot in progress, if any.
+    pub fn snapshot_zxid(&self) -> Option<i64> {
+        self.snap.as_ref().map(|s| s.zxid)
+    }
+
+    /// Drops the snapshot in progress (if any) and its saved pre-images.
+    pub fn abort_snapshot(&mut self) {
+        self.snap = None;
+    }
+
+    /// The next at most `max_nodes` (at least 1) nodes of the image; None once every node was
+    /// emitted (the snapshot is then over) or when no snapshot is in progress. A chunk may be
+    /// empty when it only skipped free slots.
+    pub fn snapshot_chunk(&mut self, max_nodes: usize) -> Option<SnapshotChunk> {
+        let snap = self.snap.as_deref_mut()?;
+        if snap.cursor >= snap.end {
+            debug_assert!(snap.saved.is_empty() && snap.remaining == 0);
+            self.snap = None;
+            return None;
+        }
+        let max = max_nodes.max(1);
+        let mut budget = max.saturating_mul(SKIP_PER_NODE);
+        let mut nodes = Vec::with_capacity(max.min(snap.remaining));
+        while snap.cursor < snap.end && nodes.len() < max && budget > 0 {
+            let slot = snap.cursor;
+            snap.cursor += 1;
+            budget -= 1;
+            let node = match snap.saved.remove(&(slot as u32)) {
+                Some(pre) => Some(pre),
+                None => match self.slots.get(slot) {
+                    Some(Some(path)) => self
+                        .nodes
+                        .get(&**path)
+                        .map(|n| SnapNode::of(path, n, &self.acls)),
+                    _ => None,
+                },
+            };
+            if let Some(n) = node {
+                nodes.push(n);
+            }
+        }
+        snap.remaining = snap.remaining.saturating_sub(nodes.len());
+        Some(SnapshotChunk { nodes })
+    }
+
+    /// Called by `apply` before it changes or deletes `path` (a parent counts as changed when
+    /// a child is created or deleted).
+    #[inline]
+    pub(super) fn before_change(&mut self, path: &str) {
+        if self.snap.is_some() {
+            self.preserve(path);
+        }
+    }
+
+    #[inline(never)]
+    fn preserve(&mut self, path: &str) {
+        let Some(snap) = self.snap.as_deref_mut() else {
+            return;
+        };
+        let Some((key, node)) = self.nodes.get_key_value(path) else {
+            return;
+        };
+        let slot = node.slot as usize;
+        if slot < snap.cursor || slot >= snap.end {
+            return;
+        }
+        if let Entry::Vacant(v) = snap.saved.entry(node.slot) {
+            v.insert(SnapNode::of(key, node, &self.acls));
+        }
+    }
+
+    /// Starts rebuilding a tree from a snapshot image taken at `zxid`.
+    pub fn restore_begin(opts: TreeOptions, zxid: i64) -> Restorer {
+        let mut db = Database::empty(opts);
+        db.last_zxid = zxid;
+        Restorer {
+            db,
+            declared: Vec::new(),
+        }
+    }
+
+    /// Order-independent hash of every node (path, data, stat, ACL). Two trees with equal
+    /// digests hold the same nodes (up to 64-bit hash collisions). O(n).
+    pub fn digest(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|(path, n)| {
+                node_digest(
+                    path,
+                    n.data.as_deref(),
+                    self.acls.get(n.acl),
+                    [
+                        n.czxid,
+                        n.mzxid,
+                        n.pzxid,
+                        n.ctime,
+                        n.mtime,
+                        n.version.into(),
+                        n.cversion.into(),
+                        n.aversion.into(),
+                        n.ephemeral_owner,
+                        n.num_children() as i64,
+                    ],
+                )
+            })
+            .fold(0u64, u64::wrapping_add)
+    }
+}
+
+/// Rebuilds a [`Database`] from the nodes of a snapshot image.
+#[derive(Debug)]
+pub struct Restorer {
+    db: Database,
+    /// Declared child count, by slot.
+    declared: Vec<i32>,
+}
+
+impl Restorer {
+    /// Adds one node. Checks what can be checked alone: path shape, duplicates, zxids not
+    /// after the snapshot's. Data is copied so the tree never pins a reader's buffer.
+    pub fn add(&mut self, n: SnapNode) -> Result<(), TreeError> {
+        let path: &str = &n.path;
+        let well_formed =
+            path == "/" || (path.starts_with('/') && path[1..].split('/').all(|c| !c.is_empty()));
+        if !well_formed {
+            return Err(TreeError::BadPath(path.to_string()));
+        }
+        let zxid = self.db.last_zxid;
+        if n.czxid > zxid || n.mzxid > zxid || n.pzxid > zxid {
+            return Err(TreeError::FutureZxid(path.to_string()));
+        }
+        if self.db.nodes.contains_key(path) {
+            return Err(TreeError::Duplicate(path.to_string()));
+        }
+        let acl = self.db.acls.intern(&n.acl);
+        let data = n.data.as_ref().map(|d| Bytes::copy_from_slice(d));
+        let mut node = Node::new(n.czxid, n.ctime, n.ephemeral_owner, acl, data);
+        node.mzxid = n.mzxid;
+        node.pzxid = n.pzxid;
+        node.mtime = n.mtime;
+        node.version = n.version;
+        node.cversion = n.cversion;
+        node.aversion = n.aversion;
+        let db = &mut self.db;
+        match EphemeralType::of(n.ephemeral_owner, db.opts.extended_types_enabled) {
+            EphemeralType::Void => {}
+            EphemeralType::Container => {
+                db.containers.insert(Box::from(path));
+            }
+            EphemeralType::Ttl => {
+                db.ttls.insert(Box::from(path));
+            }
+            EphemeralType::Normal => {
+                db.ephemerals
+                    .entry(n.ephemeral_owner)
+                    .or_default()
+                    .insert(Box::from(path));
+            }
+        }
+        db.insert_key(n.path.clone(), node);
+        let slot = db.slots.len().saturating_sub(1);
+        if self.declared.len() <= slot {
+            self.declared.resize(slot + 1, 0);
+        }
+        self.declared[slot] = n.num_children;
+        Ok(())
+    }
+
+    /// Nodes added so far (compare with [`SnapshotHeader::node_count`]).
+    pub fn len(&self) -> usize {
+        self.db.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.db.nodes.is_empty()
+    }
+
+    /// Links every node to its parent and checks the structure: a root, no orphans, and
+    /// every node's declared child count matches.
+    pub fn finish(self) -> Result<Database, TreeError> {
+        let mut db = self.db;
+        if !db.nodes.contains_key("/") {
+            return Err(TreeError::NoRoot);
+        }
+        let Database { nodes, slots, .. } = &mut db;
+        for path in slots.iter().flatten() {
+            if &**path == "/" {
+                continue;
+            }
+            let parent = parent_of(path).and_then(|p| nodes.get_mut(p));
+            match parent {
+                Some(p) => {
+                    p.add_child(name_of(path));
+                }
+                None => return Err(TreeError::Orphan(path.to_string())),
+            }
+        }
+        for (path, n) in nodes.iter() {
+            let declared = self.declared.get(n.slot as usize).copied().unwrap_or(-1);
+            let actual = n.num_children() as i32;
+            if declared != actual {
+                return Err(TreeError::ChildCount {
+                    path: path.to_string(),
+                    declared,
+                    actual,
+                });
+            }
+        }
+        db.debug_check();
+        Ok(db)
+    }
+}
+
+/// A fixed, word-at-a-time 64-bit hash (FxHash-style mixing, splitmix64 finalizer).
+struct Fold(u64);
+
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Fold {
+    fn word(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.word(b.len() as u64);
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.word(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.word(u64::from_le_bytes(w));
+        }
+    }
+
+    fn finish(self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn node_digest(path: &str, data: Option<&[u8]>, acl: &[Acl], fields: [i64; 10]) -> u64 {
+    let mut h = Fold(0x5a4b_3c2d_1e0f_0102);
+    h.bytes(path.as_bytes());
+    match data {
+        None => h.word(0),
+        Some(d) => {
+            h.word(1);
+            h.bytes(d);
+        }
+    }
+    for f in fields {
+        h.word(f as u64);
+    }
+    h.word(acl.len() as u64);
+    for a in acl {
+        h.word(a.perms as u32 as u64);
+        h.bytes(a.id.scheme.as_bytes());
+        h.bytes(a.id.id.as_bytes());
+    }
+    h.finish()
+}
