@@ -495,6 +495,17 @@ struct RawEntry {
     line: usize,
     key: String,
     value: String,
+    /// The key was not followed by '=' or ':' (only whitespace, or nothing).
+    no_separator: bool,
+}
+
+/// The line as written, for messages.
+fn lines_text(e: &RawEntry) -> String {
+    if e.value.is_empty() {
+        e.key.clone()
+    } else {
+        format!("{} {}", e.key, e.value)
+    }
 }
 
 /// Resolves Properties escapes (`\t`, `\n`, `\r`, `\f`, `\uXXXX`, `\x` = `x`).
@@ -578,8 +589,10 @@ fn read_properties(text: &str, ctx: &Ctx<'_>) -> Result<Vec<RawEntry>, ConfigErr
         }
         let raw_key = &logical[..key_end];
         let mut rest = logical[key_end..].trim_start_matches(is_ws);
+        let mut no_separator = true;
         if let Some(r) = rest.strip_prefix(['=', ':']) {
             rest = r.trim_start_matches(is_ws);
+            no_separator = false;
         }
         let key = unescape(raw_key).map_err(|e| ctx.err(line_no, e))?;
         let value = unescape(rest).map_err(|e| ctx.err(line_no, e))?;
@@ -587,6 +600,7 @@ fn read_properties(text: &str, ctx: &Ctx<'_>) -> Result<Vec<RawEntry>, ConfigErr
             line: line_no,
             key: key.trim().to_string(),
             value: value.trim().to_string(),
+            no_separator,
         });
     }
     Ok(out)
@@ -769,6 +783,14 @@ impl Config {
                     return Err(err(format!(
                         "{k}: hierarchical quorums (group/weight) are not supported"
                     )));
+                }
+                // java.util.Properties would read "some words here" as key "some"; for a key
+                // nobody knows that is almost always a typo, so say so instead of ignoring it.
+                _ if e.no_separator => {
+                    return Err(ctx.err(
+                        line,
+                        format!("\"{}\" is not a key=value line", lines_text(&e)),
+                    ));
                 }
                 _ => unknown_keys.push((line, e.key.clone())),
             }
@@ -1437,6 +1459,17 @@ mod tests {
     }
 
     #[test]
+    fn words_without_a_separator_are_an_error_for_unknown_keys() {
+        let err = Config::parse("dataDir=/d\nthis line has no equals sign\n", "zoo.cfg")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("zoo.cfg:2: "), "{err}");
+        assert!(err.contains("not a key=value line"), "{err}");
+        let err = Config::parse("dataDir=/d\nbare\n", "zoo.cfg").unwrap_err();
+        assert!(err.to_string().starts_with("zoo.cfg:2: "), "{err}");
+    }
+
+    #[test]
     fn comments_blank_lines_and_separators() {
         let c = parse(
             "# a comment\n\
@@ -1453,8 +1486,7 @@ mod tests {
              longKey=first \\\n\
              \x20     second\n\
              unicode=caf\\u00e9\n\
-             empty=\n\
-             bare\n",
+             empty=\n",
         );
         assert_eq!(c.data_dir, PathBuf::from("/d"));
         assert_eq!(c.tick_time_ms, 1000);
@@ -1473,14 +1505,12 @@ mod tests {
         assert_eq!(get("longKey"), Some((12, "first second".to_string())));
         assert_eq!(get("unicode"), Some((14, "café".to_string())));
         assert_eq!(get("empty"), Some((15, String::new())));
-        assert_eq!(get("bare"), Some((16, String::new())));
         assert_eq!(
             c.unknown_keys,
             vec![
                 (12, "longKey".to_string()),
                 (14, "unicode".to_string()),
                 (15, "empty".to_string()),
-                (16, "bare".to_string())
             ]
         );
     }

@@ -44,8 +44,16 @@ async fn each_permission_guards_its_operations() {
         c.count_descendants_number("/noread").await.unwrap_err(),
         zk::Error::NoAuth
     );
-    // exists is not guarded, and getACL is allowed through ADMIN.
-    assert!(c.check_stat("/noread").await.unwrap().is_some());
+    // exists needs READ on an existing node since 3.9 (ZOOKEEPER-2590); 3.8 did not guard it.
+    if common::is_zookeeper_38() {
+        assert!(c.check_stat("/noread").await.unwrap().is_some());
+    } else {
+        assert_eq!(
+            c.check_stat("/noread").await.unwrap_err(),
+            zk::Error::NoAuth
+        );
+    }
+    // getACL is allowed through ADMIN.
     assert_eq!(c.get_acl("/noread").await.unwrap().0, acl);
     // Other permissions still work.
     c.set_data("/noread", b"e", None).await.unwrap();
@@ -386,9 +394,10 @@ fn refused_read_leaves_no_watch() {
     assert_eq!(o.set_data("/wo", b"x", -1).err, err::OK);
     assert_eq!(w.exists("/", false).err, err::OK);
     assert!(w.events.is_empty(), "{:?}", w.events);
-    // exists is not guarded, but notifications are filtered by READ permission on the node
-    // when they are delivered (CVE-2024-23944 fix, also in Debian's 3.8.0): no event here.
-    assert_eq!(w.exists("/wo", true).err, err::OK);
+    // 3.8: exists is not guarded, but notifications are filtered by READ permission on the
+    // node when they are delivered (CVE-2024-23944 fix, also in Debian's 3.8.0): no event here.
+    // 3.9: exists itself needs READ (ZOOKEEPER-2590), so no watch is set at all.
+    assert_eq!(w.exists("/wo", true).err, exists_without_read());
     assert_eq!(o.set_data("/wo", b"y", -1).err, err::OK);
     assert_eq!(w.exists("/", false).err, err::OK);
     assert!(w.events.is_empty(), "{:?}", w.events);
@@ -434,8 +443,9 @@ fn child_and_delete_notifications_need_read() {
             "/open".to_string()
         )]
     );
-    // Deleting it: NodeDeleted is filtered the same way (the deleted node's ACL).
-    assert_eq!(w.exists("/open/secret", true).err, err::OK);
+    // Deleting it: NodeDeleted is filtered the same way (the deleted node's ACL); on 3.9 the
+    // exists watch is refused in the first place.
+    assert_eq!(w.exists("/open/secret", true).err, exists_without_read());
     assert_eq!(w.get_children("/open", true).err, err::OK);
     assert_eq!(o.delete("/open/secret", -1).err, err::OK);
     assert_eq!(w.exists("/", false).err, err::OK);
@@ -447,4 +457,13 @@ fn child_and_delete_notifications_need_read() {
             "/open".to_string()
         )]
     );
+}
+
+/// What `exists` on an existing node without READ answers: 3.9 checks READ, 3.8 did not.
+fn exists_without_read() -> i32 {
+    if common::is_zookeeper_38() {
+        err::OK
+    } else {
+        err::NO_AUTH
+    }
 }

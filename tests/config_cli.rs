@@ -103,7 +103,6 @@ fn sigterm_stops_server_and_port_is_reusable() {
 }
 
 #[test]
-#[ignore = "persistence is implemented later; run with --include-ignored"]
 fn data_survives_restart() {
     let mut s = ServerBuilder::new().start();
     let mut r = Raw::connect(&s.addr(), 10_000);
@@ -128,7 +127,6 @@ fn data_survives_restart() {
 }
 
 #[test]
-#[ignore = "persistence is implemented later; run with --include-ignored"]
 fn data_survives_kill9() {
     let mut s = ServerBuilder::new().start();
     let mut r = Raw::connect(&s.addr(), 10_000);

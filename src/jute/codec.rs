@@ -113,10 +113,11 @@ impl Reader {
             None => Ok(None),
             Some(n) => {
                 let b = self.take(n)?;
-                match std::str::from_utf8(b) {
-                    Ok(s) => Ok(Some(s.to_owned())),
-                    Err(_) => Err(DecodeError::BadUtf8 { offset }),
-                }
+                // Java decodes invalid UTF-8 with replacement characters, which path
+                // validation then rejects (BadArguments); do the same rather than failing
+                // the whole request.
+                let _ = offset;
+                Ok(Some(String::from_utf8_lossy(b).into_owned()))
             }
         }
     }
@@ -272,7 +273,8 @@ mod tests {
         // A vector claiming two billion items must not allocate for them.
         let mut r = Reader::new(Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff]));
         assert!(r.read_string_vec().is_err());
+        // Invalid UTF-8 decodes with replacement characters, as Java does.
         let mut r = Reader::new(Bytes::from_static(&[0, 0, 0, 1, 0xff]));
-        assert!(matches!(r.read_string(), Err(DecodeError::BadUtf8 { .. })));
+        assert_eq!(r.read_string().unwrap(), "\u{fffd}");
     }
 }

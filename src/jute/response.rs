@@ -97,8 +97,9 @@ pub enum Response {
         data: Option<Bytes>,
         stat: Stat,
     },
+    /// A SASL challenge; `None` is a null token (SASL not configured).
     Sasl {
-        token: Bytes,
+        token: Option<Bytes>,
     },
     /// An `ErrorResponse` record: addWatch answers with one of these carrying 0.
     ErrorBody(ErrorCode),
@@ -164,7 +165,7 @@ impl Response {
                 w.write_string(&i.auth_scheme);
                 w.write_string(&i.user);
             }),
-            Response::Sasl { token } => w.write_buffer(Some(token)),
+            Response::Sasl { token } => w.write_buffer(token.as_deref()),
             Response::ErrorBody(e) => w.write_i32(e.code()),
             Response::Watch(ev) => ev.write(w),
         }

@@ -24,8 +24,8 @@ use super::four_letter;
 use super::session::ConnId;
 use super::ServerOptions;
 use crate::jute::{
-    xid, ConnectRequest, DecodeError, ErrorCode, Reader, ReplyHeader, Request, RequestHeader,
-    Response, Writer,
+    xid, ConnectRequest, ErrorCode, OpCode, Reader, ReplyHeader, Request, RequestHeader, Response,
+    Writer,
 };
 
 /// Requests a connection may have in flight before the reader stops reading its socket.
@@ -177,23 +177,33 @@ async fn read_loop(
         let req = match Request::decode(header.op, &mut r) {
             Ok(req) => req,
             Err(e) => {
-                // As ZooKeeper does: answer this request with an error, then close.
-                warn!(%peer, op = header.op, error = %e, "undecodable request; closing connection");
-                let err = match e {
-                    DecodeError::UnknownOpCode(_) => ErrorCode::Unimplemented,
-                    _ => ErrorCode::MarshallingError,
+                // As ZooKeeper does: an unknown opcode is answered with Unimplemented and the
+                // connection closes; a write whose body does not decode is answered with
+                // MarshallingError and the connection carries on; a read that does not decode
+                // closes the connection.
+                warn!(%peer, op = header.op, error = %e, "undecodable request");
+                let (err, close) = match OpCode::from_code(header.op) {
+                    None => (ErrorCode::Unimplemented, true),
+                    Some(op) if op.is_write() => (ErrorCode::MarshallingError, false),
+                    Some(_) => return,
                 };
                 permit.forget();
-                let _ = core
-                    .send(CoreMsg::BadRequest {
-                        conn_id,
-                        xid: header.xid,
-                        err,
-                    })
-                    .await;
-                // Keep the socket open until the writer has flushed the error and closed.
-                closed.notified().await;
-                return;
+                let msg = CoreMsg::BadRequest {
+                    conn_id,
+                    xid: header.xid,
+                    op: header.op,
+                    err,
+                    close,
+                };
+                if core.send(msg).await.is_err() {
+                    return;
+                }
+                if close {
+                    // Keep the socket open until the writer has flushed the error and closed.
+                    closed.notified().await;
+                    return;
+                }
+                continue;
             }
         };
         // The permit is returned by the writer when this request's reply goes out.

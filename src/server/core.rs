@@ -45,11 +45,14 @@ pub enum CoreMsg {
         req: Request,
         received_at: Instant,
     },
-    /// A request that could not be decoded: answered with `err`, then the connection closes.
+    /// A request that could not be decoded: answered with `err`; then the connection closes
+    /// if `close`. An undecodable write still takes a zxid, as in ZooKeeper.
     BadRequest {
         conn_id: ConnId,
         xid: i32,
+        op: i32,
         err: ErrorCode,
+        close: bool,
     },
     /// The connection is gone (EOF, error, or closed by us).
     Disconnected { conn_id: ConnId },
@@ -244,24 +247,34 @@ impl Core {
                 req,
                 received_at,
             } => self.on_request(conn_id, xid, req, received_at),
-            CoreMsg::BadRequest { conn_id, xid, err } => {
-                let zxid = self.last_zxid;
-                self.reply(
-                    conn_id,
-                    xid,
-                    zxid,
-                    err,
-                    Response::Empty,
-                    OpCode::Error,
-                    Instant::now(),
-                );
-                self.drop_conn(conn_id);
-            }
+            CoreMsg::BadRequest {
+                conn_id,
+                xid,
+                op,
+                err,
+                close,
+            } => self.on_bad_request(conn_id, xid, op, err, close),
             CoreMsg::Disconnected { conn_id } => self.on_disconnect(conn_id),
             CoreMsg::FourLetter { word, peer, reply } => {
                 let text = self.four_letter(&word, peer);
                 let _ = reply.send(text);
             }
+        }
+    }
+
+    fn on_bad_request(&mut self, conn_id: ConnId, xid: i32, op: i32, err: ErrorCode, close: bool) {
+        let Some(sid) = self.conns.get(&conn_id).map(|c| c.session_id) else {
+            return;
+        };
+        let op = OpCode::from_code(op).unwrap_or(OpCode::Error);
+        let zxid = if op.is_write() && !self.read_only {
+            self.commit(sid, xid, TxnBody::Error(err)).0
+        } else {
+            self.last_zxid
+        };
+        self.reply(conn_id, xid, zxid, err, Response::Empty, op, Instant::now());
+        if close {
+            self.drop_conn(conn_id);
         }
     }
 
@@ -585,9 +598,7 @@ impl Core {
                     xid,
                     0,
                     ErrorCode::Ok,
-                    Response::Sasl {
-                        token: Bytes::new(),
-                    },
+                    Response::Sasl { token: None },
                     op,
                     received_at,
                 )
@@ -624,9 +635,15 @@ impl Core {
                 }
                 if let Some(s) = self.sessions.get(sid) {
                     for id in &s.auth_ids {
+                        // Like ZooKeeper's providers: a digest identity's user name is the
+                        // part before the colon.
+                        let user = match id.scheme.as_str() {
+                            "digest" => id.id.split(':').next().unwrap_or_default(),
+                            _ => id.id.as_str(),
+                        };
                         infos.push(ClientInfo {
                             auth_scheme: id.scheme.clone(),
-                            user: id.id.clone(),
+                            user: user.to_string(),
                         });
                     }
                 }
