@@ -789,7 +789,7 @@ impl Config {
                 _ if e.no_separator => {
                     return Err(ctx.err(
                         line,
-                        format!("\"{}\" is not a key=value line", lines_text(&e)),
+                        format!("\"{}\" is not a key=value line", lines_text(e)),
                     ));
                 }
                 _ => unknown_keys.push((line, e.key.clone())),

@@ -516,7 +516,7 @@ fn handle_reply(
     };
     pend.pop_front();
     let err = reply_error(p.kind, &h, &mut r).map_err(decode)?;
-    let measured = ctl.measure_from.map_or(true, |m| p.sent >= m);
+    let measured = ctl.measure_from.is_none_or(|m| p.sent >= m);
     let ns = now.saturating_duration_since(p.sent).as_nanos() as u64;
     st.record(p.kind, ns, err, measured);
     Ok(true)
