@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("corral: {e:#}");
+            eprintln!("corral: {e}");
             std::process::ExitCode::FAILURE
         }
     }

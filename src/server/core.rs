@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::four_letter;
 use super::persist::{Persistence, Recovered};
 use super::session::{session_password, ConnId, SessionTable};
+use super::snapshotter::{self, SnapDone, SnapMsg};
 use super::stats::{ConnStats, ServerStats};
 use super::ServerOptions;
 use crate::jute::{
@@ -119,6 +120,22 @@ pub struct Core {
     stats: ServerStats,
     started: Instant,
     last_container_check: Instant,
+    /// Sends chunks of the snapshot being written, if one is.
+    snap_tx: Option<mpsc::Sender<SnapMsg>>,
+    /// Every chunk was sent; waiting for the writer to report.
+    snap_finishing: bool,
+    snap_done_tx: mpsc::Sender<SnapDone>,
+    snap_done_rx: Option<mpsc::Receiver<SnapDone>>,
+    snap_started: Instant,
+    txns_since_snapshot: u64,
+    /// Transactions before the next snapshot: snapCount/2 plus a random share of it, so
+    /// that members of an ensemble do not all snapshot at once (as ZooKeeper does).
+    snapshot_after_txns: u64,
+}
+
+fn snapshot_threshold(snap_count: u64) -> u64 {
+    let half = (snap_count / 2).max(1);
+    half + rand::random::<u64>() % half
 }
 
 fn wall_ms() -> i64 {
@@ -136,7 +153,16 @@ impl Core {
             // A recovered session gets a full timeout from now to reconnect, as in ZooKeeper.
             sessions.add(*id, *timeout_ms, 0);
         }
+        let (snap_done_tx, snap_done_rx) = mpsc::channel(1);
+        let snapshot_after_txns = snapshot_threshold(opts.snap_count);
         Core {
+            snap_tx: None,
+            snap_finishing: false,
+            snap_done_tx,
+            snap_done_rx: Some(snap_done_rx),
+            snap_started: started,
+            txns_since_snapshot: 0,
+            snapshot_after_txns,
             sessions,
             opts,
             persist,
@@ -169,8 +195,23 @@ impl Core {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(256);
         let mut log_alive = true;
+        let Some(mut snap_done_rx) = self.snap_done_rx.take() else {
+            return;
+        };
         loop {
+            let snap_tx = if self.snap_finishing {
+                None
+            } else {
+                self.snap_tx.clone()
+            };
             tokio::select! {
+                permit = async {
+                    match &snap_tx {
+                        Some(tx) => tx.reserve().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => self.snapshot_step(permit),
+                Some(done) = snap_done_rx.recv() => self.on_snapshot_done(done),
                 n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {
                         break;
@@ -197,6 +238,9 @@ impl Core {
                 _ = ticker.tick() => self.on_tick(),
                 _ = shutdown.recv() => break,
             }
+            if self.txns_since_snapshot >= self.snapshot_after_txns {
+                self.start_snapshot();
+            }
             if self.persist.has_pending() && self.persist.flush().await.is_err() && !self.read_only
             {
                 // The writer stopped; its failure notice tells why.
@@ -205,6 +249,83 @@ impl Core {
         }
         self.persist.close();
         info!("core stopped");
+    }
+
+    /// Begins a background snapshot of the tree as of the last zxid. Called between batches,
+    /// so the session table matches the tree exactly.
+    fn start_snapshot(&mut self) {
+        self.txns_since_snapshot = 0;
+        self.snapshot_after_txns = snapshot_threshold(self.opts.snap_count);
+        if self.snap_tx.is_some() || self.read_only {
+            return;
+        }
+        let header = match self.db.begin_snapshot() {
+            Ok(h) => h,
+            Err(e) => {
+                warn!(error = %e, "cannot begin a snapshot");
+                return;
+            }
+        };
+        let sessions: Vec<(i64, i32)> =
+            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+        match snapshotter::start(
+            self.persist.snap_dir(),
+            header.zxid,
+            wall_ms(),
+            sessions,
+            self.snap_done_tx.clone(),
+        ) {
+            Ok(tx) => {
+                info!(
+                    zxid = format_args!("0x{:x}", header.zxid),
+                    znodes = header.node_count,
+                    "snapshot started"
+                );
+                self.snap_tx = Some(tx);
+                self.snap_finishing = false;
+                self.snap_started = Instant::now();
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot start a snapshot");
+                self.db.abort_snapshot();
+            }
+        }
+    }
+
+    /// Hands the snapshot writer its next chunk (there is room for it: `permit`).
+    fn snapshot_step(&mut self, permit: Option<mpsc::Permit<'_, SnapMsg>>) {
+        let Some(permit) = permit else {
+            // The writer thread is gone; its report says why.
+            self.snap_finishing = true;
+            return;
+        };
+        match self.db.snapshot_chunk(snapshotter::CHUNK_NODES) {
+            Some(chunk) => permit.send(SnapMsg::Chunk(chunk.nodes)),
+            None => {
+                permit.send(SnapMsg::Finish);
+                self.snap_finishing = true;
+            }
+        }
+    }
+
+    fn on_snapshot_done(&mut self, done: SnapDone) {
+        self.snap_tx = None;
+        self.snap_finishing = false;
+        if self.db.snapshot_zxid().is_some() {
+            self.db.abort_snapshot();
+        }
+        match done.result {
+            Ok(info) => info!(
+                zxid = format_args!("0x{:x}", done.zxid),
+                path = %info.path.display(),
+                size_bytes = info.size_bytes,
+                elapsed_ms = self.snap_started.elapsed().as_millis() as u64,
+                "snapshot written"
+            ),
+            Err(e) => {
+                warn!(zxid = format_args!("0x{:x}", done.zxid), error = %e, "snapshot failed")
+            }
+        }
     }
 
     /// The log cannot make anything durable any more. Replies waiting for durability will
@@ -323,6 +444,7 @@ impl Core {
         };
         let outcome = self.db.apply(&txn);
         self.persist.log(&txn);
+        self.txns_since_snapshot += 1;
         self.deliver_events(outcome.events);
         (zxid, outcome.result)
     }

@@ -9,6 +9,7 @@ pub mod core;
 pub mod four_letter;
 pub mod persist;
 pub mod session;
+pub mod snapshotter;
 pub mod start;
 pub mod stats;
 
@@ -41,6 +42,8 @@ pub struct ServerOptions {
     pub super_digest: Option<String>,
     pub extended_types_enabled: bool,
     pub container_check_interval_ms: u64,
+    /// Transactions between snapshots (randomised between half and all of it).
+    pub snap_count: u64,
     pub data_dir: PathBuf,
     pub data_log_dir: PathBuf,
     /// Key/value lines of the `conf` four-letter word.

@@ -29,6 +29,10 @@ pub enum PersistError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Writer(#[from] WriterError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::storage::snapshot::SnapshotError),
+    #[error("the log in {dir} does not reach back to the newest snapshot (0x{snapshot_zxid:x}): records after it were purged or lost")]
+    LogGap { dir: String, snapshot_zxid: i64 },
     #[error("log record 0x{zxid:x} in {dir}: {source}")]
     Record {
         zxid: i64,
@@ -40,6 +44,8 @@ pub enum PersistError {
 /// What recovery rebuilt.
 pub struct Recovered {
     pub db: Database,
+    /// Zxid of the snapshot recovery started from (0: none).
+    pub snapshot_zxid: i64,
     /// Live sessions: (id, timeout in ms).
     pub sessions: Vec<(i64, i32)>,
     pub last_zxid: i64,
@@ -47,7 +53,7 @@ pub struct Recovered {
 
 /// The open data directories and the log writer.
 pub struct Persistence {
-    _dirs: DataDirs,
+    dirs: DataDirs,
     writer: Option<LogWriter>,
     thread: Option<WriterThread<Wal>>,
     buf: BytesMut,
@@ -77,6 +83,11 @@ impl Persistence {
     ) -> Result<(Persistence, Recovered, watch::Receiver<Durability>), PersistError> {
         let started = Instant::now();
         let dirs = DataDirs::open(data_dir, data_log_dir)?;
+        let loaded = super::snapshotter::load_newest(dirs.snap_dir(), tree_opts)?;
+        let (mut db, mut sessions, snapshot_zxid) = match loaded {
+            Some(l) => (l.db, l.sessions.into_iter().collect(), l.zxid),
+            None => (Database::new(tree_opts), hashbrown::HashMap::new(), 0),
+        };
         let (mut wal, report) = dirs.open_wal(WalOptions::default())?;
         if let Some(torn) = &report.torn_tail {
             warn!(
@@ -84,12 +95,22 @@ impl Persistence {
                 "the log ended in a torn record (a crash mid-write); it was truncated"
             );
         }
-        let mut db = Database::new(tree_opts);
-        let mut sessions = hashbrown::HashMap::new();
         let mut replayed = 0u64;
-        let mut last_zxid = 0;
-        if wal.last_zxid() > 0 {
-            let from = wal.retained_after() + 1;
+        let mut last_zxid = snapshot_zxid;
+        if wal.last_zxid() <= snapshot_zxid {
+            // Nothing in the log is newer than the snapshot (or the log is empty): continue
+            // numbering after the snapshot.
+            if snapshot_zxid > 0 && wal.last_zxid() < snapshot_zxid {
+                wal.reset_after(snapshot_zxid)?;
+            }
+        } else {
+            let from = snapshot_zxid + 1;
+            if from <= wal.retained_after() {
+                return Err(PersistError::LogGap {
+                    dir: dirs.log_dir().display().to_string(),
+                    snapshot_zxid,
+                });
+            }
             for rec in wal.read_from(from)? {
                 let (zxid, payload) = rec?;
                 let txn = decode_txn(zxid, payload).map_err(|source| PersistError::Record {
@@ -107,6 +128,7 @@ impl Persistence {
         let (writer, durability, thread) =
             LogWriter::spawn(wal, durable, WriterOptions::default())?;
         info!(
+            snapshot_zxid = format_args!("0x{snapshot_zxid:x}"),
             replayed_txns = replayed,
             last_zxid = format_args!("0x{last_zxid:x}"),
             sessions = sessions.len(),
@@ -118,7 +140,7 @@ impl Persistence {
         sessions.sort_unstable();
         Ok((
             Persistence {
-                _dirs: dirs,
+                dirs,
                 writer: Some(writer),
                 thread: Some(thread),
                 buf: BytesMut::with_capacity(64 * 1024),
@@ -126,6 +148,7 @@ impl Persistence {
             },
             Recovered {
                 db,
+                snapshot_zxid,
                 sessions,
                 last_zxid,
             },
@@ -141,6 +164,16 @@ impl Persistence {
         encode_txn(txn, &mut self.buf);
         let payload = self.buf.split().freeze();
         self.pending.push((txn.zxid, payload));
+    }
+
+    /// Where snapshots go.
+    pub fn snap_dir(&self) -> &Path {
+        self.dirs.snap_dir()
+    }
+
+    /// Where log segments go.
+    pub fn log_dir(&self) -> &Path {
+        self.dirs.log_dir()
     }
 
     pub fn has_pending(&self) -> bool {

@@ -59,6 +59,7 @@ pub fn options_from_config(cfg: &Config) -> Result<ServerOptions, StartError> {
         super_digest: cfg.super_digest.clone(),
         extended_types_enabled: cfg.extended_types_enabled,
         container_check_interval_ms,
+        snap_count: cfg.snap_count as u64,
         data_dir: cfg.data_dir.clone(),
         data_log_dir: cfg.data_log_dir.clone(),
         conf_lines: cfg.conf_lines(),

@@ -87,6 +87,8 @@ pub enum SnapshotError {
     },
     #[error("snapshot item of {len} bytes exceeds the limit of {MAX_ITEM_BYTES}")]
     ItemTooLarge { len: usize },
+    #[error("snapshot abandoned before it was complete")]
+    Aborted,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
