@@ -1,0 +1,107 @@
+"""pytest fixtures of the interop suite: servers on loopback and kazoo clients.
+
+Fixtures
+--------
+``server_factory``    start("zookeeper"|"corral", spec=None) -> ServerProcess; every
+                      server it started is stopped (SIGTERM by PID) at teardown.
+``zookeeper_server``  one fresh Apache ZooKeeper 3.8 (standalone) per test.
+``corral_server``     one fresh Corral (or whatever INTEROP_CORRAL_CMD says) per test.
+``kazoo_factory``     make(server, **kw) -> started KazooClient, stopped at teardown.
+
+A 3-node ensemble fixture is ``servers.allocate_ensemble(3)`` + three
+``server_factory.start(kind, spec=...)`` calls with ``wait=False`` followed by
+``wait_ready()`` on each (members only answer ruok once a quorum has formed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import servers  # noqa: E402
+
+# kazoo is chatty at WARNING about connection drops we cause on purpose.
+logging.getLogger("kazoo").setLevel(logging.ERROR)
+
+
+def pytest_report_header(config):
+    if servers.corral_is_zookeeper():
+        what = "Apache ZooKeeper (INTEROP_CORRAL_CMD=zookeeper: validating the suite)"
+    elif os.environ.get("INTEROP_CORRAL_CMD"):
+        what = "command " + os.environ["INTEROP_CORRAL_CMD"]
+    else:
+        what = str(servers.corral_binary())
+    return [f"interop: 'corral' is {what}"]
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+class ServerFactory:
+    def __init__(self, base: Path):
+        self.base = base
+        self.started = []
+
+    def start(self, kind: str, spec: servers.ServerSpec = None, wait: bool = True,
+              name: str = None) -> servers.ServerProcess:
+        name = name or f"{kind}{len(self.started)}"
+        server = servers.start_server(kind, self.base / name, spec=spec, wait=wait)
+        self.started.append(server)
+        return server
+
+    def stop_all(self):
+        for s in reversed(self.started):
+            s.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path, request):
+    factory = ServerFactory(tmp_path)
+    yield factory
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for s in factory.started:
+            print(f"\n===== {s!r}\n{s.log_tail()}")
+    factory.stop_all()
+
+
+@pytest.fixture
+def zookeeper_server(server_factory):
+    return server_factory.start("zookeeper")
+
+
+@pytest.fixture
+def corral_server(server_factory):
+    return server_factory.start("corral")
+
+
+@pytest.fixture
+def kazoo_factory():
+    from kazoo.client import KazooClient
+
+    clients = []
+
+    def make(server, timeout=10.0, **kw):
+        hosts = server if isinstance(server, str) else server.hosts
+        c = KazooClient(hosts=hosts, timeout=timeout, **kw)
+        c.start(timeout=20)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        try:
+            c.stop()
+            c.close()
+        except Exception:
+            pass
