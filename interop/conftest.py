@@ -47,6 +47,12 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
+# Once a kind of server has failed to come up, later tests fail at once
+# instead of each waiting for the readiness timeout (a corral that never
+# answers ruok would otherwise cost an hour over the whole suite).
+_BROKEN = {}
+
+
 class ServerFactory:
     def __init__(self, base: Path):
         self.base = base
@@ -54,8 +60,15 @@ class ServerFactory:
 
     def start(self, kind: str, spec: servers.ServerSpec = None, wait: bool = True,
               name: str = None) -> servers.ServerProcess:
+        if kind in _BROKEN:
+            pytest.fail(f"{kind} did not start earlier in this run; not trying again:\n{_BROKEN[kind]}",
+                        pytrace=False)
         name = name or f"{kind}{len(self.started)}"
-        server = servers.start_server(kind, self.base / name, spec=spec, wait=wait)
+        try:
+            server = servers.start_server(kind, self.base / name, spec=spec, wait=wait)
+        except servers.ServerError as e:
+            _BROKEN[kind] = str(e)[:4000]
+            pytest.fail(f"{kind} did not start: {e}", pytrace=False)
         self.started.append(server)
         return server
 

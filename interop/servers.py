@@ -41,7 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _ZK_JAR_FALLBACK = "/usr/share/java/zookeeper.jar"
 _ZKCLI_FALLBACK = "/usr/share/zookeeper/bin/zkCli.sh"
 
-READY_TIMEOUT_S = float(os.environ.get("INTEROP_READY_TIMEOUT", "60"))
+READY_TIMEOUT_S = float(os.environ.get("INTEROP_READY_TIMEOUT", "30"))
 STOP_TIMEOUT_S = 15.0
 
 
@@ -261,6 +261,7 @@ class ServerProcess:
         self.proc: Optional[subprocess.Popen] = None
         self.exit_code: Optional[int] = None
         self.stopped_by_kill = False
+        self.exit_code_before_ready = False
 
     @property
     def hosts(self) -> str:
@@ -289,6 +290,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.exit_code_before_ready = True
                 raise ServerError(
                     f"{self.kind} exited with {self.proc.returncode} before serving\n"
                     + self.log_tail()
@@ -450,6 +452,8 @@ def start_server(kind: str, workdir: Path, spec: Optional[ServerSpec] = None,
         except ServerError as e:
             last_error = e
             server.stop()
-            if spec.peers:
+            # Retry only an early exit (most likely a port someone else
+            # took), never a server that ran but did not become ready.
+            if spec.peers or not server.exit_code_before_ready:
                 break
     raise last_error
