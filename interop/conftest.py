@@ -84,8 +84,26 @@ def server_factory(tmp_path, request):
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         for s in factory.started:
-            print(f"\n===== {s!r}\n{s.log_tail()}")
+            if s.kind != "zookeeper":
+                print(f"\n===== {s!r}\n{s.log_tail(30)}")
     factory.stop_all()
+
+
+@pytest.fixture
+def ensemble_factory(server_factory):
+    """start(kind, n=3) -> [ServerProcess]: an n-node ensemble on loopback,
+    each member with its own directory and myid; returns once every member
+    serves. Stopped with the rest of server_factory's servers."""
+
+    def start(kind, n=3, **spec_fields):
+        import dataclasses
+        specs = [dataclasses.replace(s, **spec_fields) for s in servers.allocate_ensemble(n)]
+        members = [server_factory.start(kind, spec=s, wait=False, name=f"{kind}-{s.myid}") for s in specs]
+        for m in members:
+            m.wait_ready()
+        return members
+
+    return start
 
 
 @pytest.fixture
