@@ -330,3 +330,135 @@ def drain_callbacks(client, timeout=10.0):
     client.handler.callback_queue.put(done.set)
     if not done.wait(timeout):
         raise TimeoutError("kazoo callback queue did not drain")
+
+
+class RemoveWatches(namedtuple("RemoveWatches", "path watcher_type")):
+    """removeWatches (18): watcher_type 1 children, 2 data, 3 any."""
+
+    type = 18
+
+    def serialize(self):
+        return write_string(self.path) + int_struct.pack(self.watcher_type)
+
+    @classmethod
+    def deserialize(cls, buf, off):
+        return True
+
+
+class CheckWatches(RemoveWatches):
+    """checkWatches (17): same body as removeWatches."""
+
+    type = 17
+
+
+# --- a bare session on a socket --------------------------------------------
+
+_reply_header = struct.Struct("!iqi")
+
+
+class RawSession:
+    """A minimal client on a plain socket, for what kazoo cannot do: keep a
+    session across its own reconnection and re-arm watches with SetWatches
+    (xid -8), as the Java client does."""
+
+    def __init__(self, port, host="127.0.0.1"):
+        self.addr = (host, port)
+        self.sock = None
+        self.session_id = 0
+        self.passwd = b"\0" * 16
+        self.last_zxid = 0
+        self.xid = 0
+        self.timeout_ms = 0
+        self.events = []  # (type name, path) of notifications, in arrival order
+
+    def connect(self, timeout_ms=10000):
+        import socket
+        self.sock = socket.create_connection(self.addr, timeout=10)
+        body = struct.pack("!iqiq", 0, self.last_zxid, timeout_ms, self.session_id)
+        body += int_struct.pack(len(self.passwd)) + self.passwd + b"\0"
+        self._send(body)
+        buf = self._read_frame()
+        _, self.timeout_ms, sid = struct.unpack_from("!iiq", buf, 0)
+        plen = int_struct.unpack_from(buf, 16)[0]
+        if self.timeout_ms > 0:
+            self.session_id = sid
+            self.passwd = buf[20:20 + plen]
+        return self.timeout_ms > 0
+
+    def _send(self, body):
+        self.sock.sendall(int_struct.pack(len(body)) + body)
+
+    def _read_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buf += chunk
+        return buf
+
+    def _read_frame(self):
+        n = int_struct.unpack(self._read_exact(4))[0]
+        return self._read_exact(n)
+
+    def send(self, opcode, body=b"", xid=None):
+        if xid is None:
+            self.xid += 1
+            xid = self.xid
+        self._send(struct.pack("!ii", xid, opcode) + bytes(body))
+        return xid
+
+    def wait_reply(self, xid):
+        """Read frames until the reply to `xid`; notifications on the way are
+        recorded in self.events. Returns (err, body)."""
+        while True:
+            buf = self._read_frame()
+            rxid, zxid, err = _reply_header.unpack_from(buf, 0)
+            body = buf[_reply_header.size:]
+            if rxid == -1:
+                typ, state = struct.unpack_from("!ii", body, 0)
+                path, _ = read_string(body, 8)
+                self.events.append((EVENT_NAMES.get(typ, typ), path))
+                continue
+            if zxid > 0 and rxid != -1:
+                self.last_zxid = max(self.last_zxid, zxid)
+            if rxid == xid:
+                return err, body
+
+    def call(self, opcode, body=b""):
+        return self.wait_reply(self.send(opcode, body))
+
+    def get_data(self, path, watch=False):
+        return self.call(4, write_string(path) + (b"\1" if watch else b"\0"))[0]
+
+    def exists(self, path, watch=False):
+        return self.call(3, write_string(path) + (b"\1" if watch else b"\0"))[0]
+
+    def get_children(self, path, watch=False):
+        return self.call(8, write_string(path) + (b"\1" if watch else b"\0"))[0]
+
+    def sync(self, path="/"):
+        return self.call(9, write_string(path))[0]
+
+    def set_watches(self, data=(), exist=(), child=()):
+        """SetWatches (101) with xid -8, relative to the last zxid seen."""
+        body = bytearray(long_struct.pack(self.last_zxid))
+        for paths in (data, exist, child):
+            body += int_struct.pack(len(paths))
+            for p in paths:
+                body += write_string(p)
+        return self.wait_reply(self.send(101, body, xid=-8))[0]
+
+    def drop(self):
+        """Close the socket without closing the session."""
+        self.sock.close()
+        self.sock = None
+
+    def close(self):
+        if self.sock:
+            try:
+                self.call(-11)
+            except (OSError, ConnectionError):
+                pass
+            self.sock.close()
+            self.sock = None

@@ -1047,3 +1047,68 @@ def large_fanout(ctx):
     ctx.op("all children /", ll.call, c, ll.GetAllChildrenNumber("/"))
     ctx.op("delete recursive", c.delete, "/big", recursive=True)
     ctx.op("gone", c.exists, "/big")
+
+
+@scenario
+def remove_watches(ctx):
+    a = ctx.client("a")
+    b = ctx.client("b")
+    b.create("/rm", b"")
+    a.get("/rm", watch=ctx.watcher("a"))
+    a.get_children("/rm", watch=ctx.watcher("a"))
+    ctx.op("checkWatches data", ll.call, a, ll.CheckWatches("/rm", 2))
+    ctx.op("remove data watch", ll.call, a, ll.RemoveWatches("/rm", 2))
+    ctx.op("remove data watch again", ll.call, a, ll.RemoveWatches("/rm", 2))
+    ctx.op("checkWatches data after removal", ll.call, a, ll.CheckWatches("/rm", 2))
+    b.set("/rm", b"1")
+    ctx.events("data watch removed: no event")
+    b.create("/rm/c", b"")
+    ctx.events("child watch still there")
+    a.get_children("/rm", watch=ctx.watcher("a"))
+    a.exists("/rm", watch=ctx.watcher("a"))
+    ctx.op("remove any", ll.call, a, ll.RemoveWatches("/rm", 3))
+    b.create("/rm/d", b"")
+    b.set("/rm", b"2")
+    ctx.events("all removed")
+    ctx.op("remove on path without watches", ll.call, a, ll.RemoveWatches("/nowatch", 3))
+    ctx.op("remove child watch, none set", ll.call, a, ll.RemoveWatches("/rm", 1))
+    ctx.op("addWatch persistent", ll.call, a, ll.AddWatch("/rm", ll.ADD_WATCH_PERSISTENT))
+    ctx.op("remove persistent via any", ll.call, a, ll.RemoveWatches("/rm", 3))
+    b.set("/rm", b"3")
+    ctx.events("persistent removed")
+
+
+@scenario
+def set_watches_on_reconnect(ctx):
+    """The Java client's reconnection: same session on a new socket, watches
+    re-armed with SetWatches relative to the last zxid the client saw."""
+    b = ctx.client("b")
+    for p in ("/w", "/u", "/p", "/gone"):
+        b.create(p, b"")
+    raw = ll.RawSession(ctx.server.port)
+    assert raw.connect()
+    ctx.note("getData+watch /w", raw.get_data("/w", watch=True))
+    ctx.note("getData+watch /u", raw.get_data("/u", watch=True))
+    ctx.note("getData+watch /gone", raw.get_data("/gone", watch=True))
+    ctx.note("exists+watch /new", raw.exists("/new", watch=True))
+    ctx.note("exists+watch /never", raw.exists("/never", watch=True))
+    ctx.note("children+watch /p", raw.get_children("/p", watch=True))
+    raw.drop()
+    # changes while the client is away
+    b.set("/w", b"changed")
+    b.create("/new", b"")
+    b.create("/p/c", b"")
+    b.delete("/gone")
+    raw2 = ll.RawSession(ctx.server.port)
+    raw2.session_id, raw2.passwd, raw2.last_zxid = raw.session_id, raw.passwd, raw.last_zxid
+    ctx.note("reconnect same session", raw2.connect())
+    ctx.note("setWatches", raw2.set_watches(data=["/w", "/u", "/gone"], exist=["/new", "/never"], child=["/p"]))
+    raw2.sync()
+    ctx.note("events fired by setWatches", sorted(raw2.events))
+    raw2.events.clear()
+    b.set("/u", b"later")
+    b.create("/never", b"")
+    b.set("/w", b"again")
+    raw2.sync()
+    ctx.note("re-armed watches fire later", raw2.events)
+    raw2.close()
