@@ -23,6 +23,7 @@ with the same ``peers`` list (see ``allocate_ensemble``).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import shlex
@@ -245,6 +246,20 @@ def write_cfg(path: Path, cfg: Dict[str, str]) -> None:
 # processes
 
 
+_LIVE = set()
+
+
+@atexit.register
+def _stop_leftovers():
+    """Safety net: no server outlives the test process (they run in their
+    own session, so a signal to our process group would not reach them)."""
+    for server in list(_LIVE):
+        try:
+            server.stop(timeout=5)
+        except Exception:
+            pass
+
+
 class ServerProcess:
     """A running server: its kind, port, directory and process."""
 
@@ -285,6 +300,7 @@ class ServerProcess:
             )
         finally:
             out.close()
+        _LIVE.add(self)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
@@ -322,6 +338,7 @@ class ServerProcess:
                     pass
                 self.proc.wait(10)
         self.exit_code = self.proc.returncode
+        _LIVE.discard(self)
         return self.exit_code
 
     def kill(self) -> None:
@@ -329,6 +346,7 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        _LIVE.discard(self)
 
     def log_tail(self, n: int = 40) -> str:
         texts = []
