@@ -80,7 +80,8 @@ ONE_SHOT_SCRIPT = [
     # no ephemerals here: a one-shot zkCli exits without closing its session,
     # so an ephemeral would live until the session expires
     ["create", "-c", "/cont"],
-    ["create", "-t", "60000", "/ttl", "t"],
+    # TTLs long enough that no server may expire the node during the test
+    ["create", "-t", "600000", "/ttl", "t"],
     ["ls", "/"],
     ["ls", "/a"],
     ["ls", "-s", "/a"],
@@ -190,7 +191,7 @@ def test_zkcli_one_shot(server_factory):
     assert got["create /a again"] == (1, [], ["Node already exists: /a"])
     assert got["create /x/y z"] == (1, [], ["Node does not exist: /x/y"])
     assert got["create -s /a/s- data"] == (0, [], ["Created /a/s-0000000000"])
-    assert got["create -t 60000 /ttl t"] == (0, [], ["Created /ttl"])
+    assert got["create -t 600000 /ttl t"] == (0, [], ["Created /ttl"])
     assert got["ls /"][1] == ["[a, b, cont, ttl, zookeeper]"]
     assert got["ls /a"][1] == ["[s-0000000000, s-0000000001]"]
     assert got["get /a"] == (0, ["hello"], [])
