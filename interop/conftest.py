@@ -6,11 +6,11 @@ Fixtures
                       server it started is stopped (SIGTERM by PID) at teardown.
 ``zookeeper_server``  one fresh Apache ZooKeeper 3.8 (standalone) per test.
 ``corral_server``     one fresh Corral (or whatever INTEROP_CORRAL_CMD says) per test.
+``ensemble_factory``  start(kind, n=3) -> [ServerProcess]: members with their own
+                      dirs, myid and server.N lines on loopback ports
+                      (``servers.allocate_ensemble``), returned once all serve.
 ``kazoo_factory``     make(server, **kw) -> started KazooClient, stopped at teardown.
-
-A 3-node ensemble fixture is ``servers.allocate_ensemble(3)`` + three
-``server_factory.start(kind, spec=...)`` calls with ``wait=False`` followed by
-``wait_ready()`` on each (members only answer ruok once a quorum has formed).
+                      ``server`` may also be a "host:port,host:port" string.
 """
 
 from __future__ import annotations
