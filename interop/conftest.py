@@ -58,11 +58,15 @@ class ServerFactory:
         self.base = base
         self.started = []
 
-    def start(self, kind: str, spec: servers.ServerSpec = None, wait: bool = True,
-              name: str = None) -> servers.ServerProcess:
+    def check(self, kind: str) -> None:
+        """Fail now if `kind` already failed to start in this run."""
         if kind in _BROKEN:
             pytest.fail(f"{kind} did not start earlier in this run; not trying again:\n{_BROKEN[kind]}",
                         pytrace=False)
+
+    def start(self, kind: str, spec: servers.ServerSpec = None, wait: bool = True,
+              name: str = None) -> servers.ServerProcess:
+        self.check(kind)
         name = name or f"{kind}{len(self.started)}"
         try:
             server = servers.start_server(kind, self.base / name, spec=spec, wait=wait)

@@ -235,7 +235,13 @@ def _finish(value, ranks, sessions, problems):
 
 def run_scenario(name, server, kazoo_factory):
     ctx = Ctx(server, kazoo_factory)
-    SCENARIOS[name](ctx)
+    try:
+        SCENARIOS[name](ctx)
+    except Exception as e:  # the scenario could not go on: show how far it got
+        import traceback
+        where = traceback.extract_tb(e.__traceback__)
+        line = next((f"{f.name}:{f.lineno}" for f in reversed(where) if f.filename == __file__), "?")
+        ctx.obs.append(("SCENARIO ABORTED", f"{type(e).__name__}: {e}", f"at {line}"))
     raw = [_raw(o, ctx) for o in ctx.obs]
     zx = set()
     _collect_zxids(raw, zx)
@@ -472,7 +478,7 @@ def data_and_names(ctx):
     blob = bytes(range(256)) * 4
     big = b"\xab" * (512 * 1024)
     ctx.op("binary", c.create, "/bin", blob)
-    ctx.op("get binary", c.get, "/bin")
+    ctx.op("get binary (sha1, stat)", lambda: (lambda d, st: (hashlib.sha1(d).hexdigest(), st))(*c.get("/bin")))
     ctx.op("big", c.create, "/big", big)
     data, stat = c.get("/big")
     ctx.note("big roundtrip", (data == big, stat.dataLength))

@@ -179,6 +179,7 @@ def _by_label(t):
 
 
 def test_zkcli_one_shot(server_factory):
+    server_factory.check("corral")
     zk = server_factory.start("zookeeper")
     expected = run_one_shot(zk)
     zk.stop()
@@ -210,6 +211,7 @@ def test_zkcli_one_shot(server_factory):
 
 
 def test_zkcli_stdin_session(server_factory):
+    server_factory.check("corral")
     zk = server_factory.start("zookeeper")
     expected = run_stdin(zk)
     zk.stop()
