@@ -596,6 +596,7 @@ mod tests {
             aversion: 0,
             ephemeral_owner: if i % 10 == 0 { 0x1234 } else { 0 },
             pzxid: i as i64 * 3,
+            num_children: 0,
         }
     }
 
