@@ -37,6 +37,10 @@ pub const DEFAULT_TICK_TIME_MS: u32 = 3000;
 pub const DEFAULT_MAX_CLIENT_CNXNS: u32 = 60;
 /// Default `snapCount`: transactions between snapshots.
 pub const DEFAULT_SNAP_COUNT: u32 = 100_000;
+/// Default `preAllocSize` in KiB: log segments are preallocated (and rolled) at 64 MiB.
+pub const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
+/// Default `znode.container.checkIntervalMs`, as in ZooKeeper.
+pub const DEFAULT_CONTAINER_CHECK_INTERVAL_MS: u64 = 60_000;
 /// ZooKeeper resets a smaller `snapCount` to this.
 pub const MIN_SNAP_COUNT: u32 = 2;
 /// Default and minimum `autopurge.snapRetainCount`.
@@ -208,6 +212,12 @@ pub struct Config {
     pub sync_limit_ticks: u32,
     /// `snapCount` (also `zookeeper.snapCount`): transactions between snapshots, at least 2.
     pub snap_count: u32,
+    /// `preAllocSize` (also `zookeeper.preAllocSize`), in KiB: the size log segments are
+    /// preallocated to and rolled at.
+    pub pre_alloc_size_kb: u64,
+    /// `znode.container.checkIntervalMs`: how often empty containers and expired TTL nodes are
+    /// looked for.
+    pub container_check_interval_ms: u64,
     /// `autopurge.snapRetainCount`, at least 3 (smaller values are raised, with a warning).
     pub autopurge_snap_retain_count: u32,
     /// `autopurge.purgeInterval`: a bare number is hours; `ms`/`s`/`m`/`h`/`d` suffixes are
@@ -246,6 +256,8 @@ fn canonical_key(key: &str) -> &str {
         "zookeeper.4lw.commands.whitelist" => "4lw.commands.whitelist",
         "zookeeper.extendedTypesEnabled" => "extendedTypesEnabled",
         "zookeeper.snapCount" => "snapCount",
+        "zookeeper.preAllocSize" => "preAllocSize",
+        "zookeeper.znode.container.checkIntervalMs" => "znode.container.checkIntervalMs",
         "zookeeper.DigestAuthenticationProvider.superDigest" | "superDigest" => {
             "DigestAuthenticationProvider.superDigest"
         }
@@ -625,6 +637,8 @@ impl Config {
         let mut init_limit_ticks = 0;
         let mut sync_limit_ticks = 0;
         let mut snap_count = DEFAULT_SNAP_COUNT;
+        let mut pre_alloc_size_kb = DEFAULT_PRE_ALLOC_SIZE_KB;
+        let mut container_check_interval_ms = DEFAULT_CONTAINER_CHECK_INTERVAL_MS;
         let mut snap_retain = MIN_SNAP_RETAIN_COUNT;
         let mut purge_interval = Duration::ZERO;
         let mut whitelist: Option<String> = None;
@@ -696,6 +710,20 @@ impl Config {
                 }
                 "initLimit" => init_limit_ticks = parse_u32_min(key, v, 0).map_err(err)?,
                 "syncLimit" => sync_limit_ticks = parse_u32_min(key, v, 0).map_err(err)?,
+                "preAllocSize" => {
+                    let n = parse_i32(key, v).map_err(err)?;
+                    pre_alloc_size_kb = match u64::try_from(n) {
+                        Ok(n) if n >= 4 => n,
+                        _ => return Err(err(format!("{key}: {n} KiB is too small (at least 4)"))),
+                    };
+                }
+                "znode.container.checkIntervalMs" => {
+                    let n = parse_i32(key, v).map_err(err)?;
+                    container_check_interval_ms = match u64::try_from(n) {
+                        Ok(n) if n > 0 => n,
+                        _ => return Err(err(format!("{key}: must be a positive number of ms"))),
+                    };
+                }
                 "snapCount" => {
                     let n = parse_i32(key, v).map_err(err)?;
                     snap_count = match u32::try_from(n) {
@@ -887,6 +915,8 @@ impl Config {
             init_limit_ticks,
             sync_limit_ticks,
             snap_count,
+            pre_alloc_size_kb,
+            container_check_interval_ms,
             autopurge_snap_retain_count: snap_retain,
             autopurge_purge_interval: purge_interval,
             four_letter_words,

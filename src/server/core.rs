@@ -110,6 +110,8 @@ pub struct Core {
     /// Set when the log failed: no write can be made durable any more, so writes are refused
     /// and the server serves reads from the state that is on disk.
     read_only: bool,
+    /// Something went wrong that the server cannot serve through: stop.
+    fatal: bool,
     db: Database,
     sessions: SessionTable,
     conns: HashMap<ConnId, ConnEntry>,
@@ -167,6 +169,7 @@ impl Core {
             opts,
             persist,
             read_only: false,
+            fatal: false,
             db: recovered.db,
             conns: HashMap::new(),
             last_zxid: recovered.last_zxid,
@@ -237,6 +240,9 @@ impl Core {
                 }
                 _ = ticker.tick() => self.on_tick(),
                 _ = shutdown.recv() => break,
+            }
+            if self.fatal {
+                break;
             }
             if self.txns_since_snapshot >= self.snapshot_after_txns {
                 self.start_snapshot();
@@ -339,18 +345,37 @@ impl Core {
             "the transaction log failed: refusing writes from now on, serving reads"
         );
         self.read_only = true;
-        let stuck: Vec<ConnId> = self.held.iter().map(|h| h.conn_id).collect();
         for h in self.held.drain(..) {
             let _ = h.tx.try_send(Outbound::Close);
         }
-        // Nothing after the durable point may be shown to anyone.
+        // Every client reconnects; its view is rebuilt from what is on disk.
         self.last_zxid = self.durable_zxid;
-        for conn_id in stuck {
-            self.drop_conn(conn_id);
-        }
         let all: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn_id in all {
             self.drop_conn(conn_id);
+        }
+        if self.db.snapshot_zxid().is_some() {
+            self.db.abort_snapshot();
+        }
+        // The tree holds transactions that never became durable: nobody may see them.
+        let opts = crate::tree::TreeOptions {
+            extended_types_enabled: self.opts.extended_types_enabled,
+        };
+        match self.persist.reload(opts, self.durable_zxid) {
+            Ok(recovered) => {
+                self.db = recovered.db;
+                self.last_zxid = recovered.last_zxid;
+                let mut sessions = SessionTable::new(self.opts.tick_time_ms, 0, wall_ms() as u64);
+                let now = self.mono_ms();
+                for (id, timeout_ms) in &recovered.sessions {
+                    sessions.add(*id, *timeout_ms, now);
+                }
+                self.sessions = sessions;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the durable state; stopping");
+                self.fatal = true;
+            }
         }
     }
 
@@ -620,7 +645,9 @@ impl Core {
             timeout_ms: session_timeout,
             session_id,
             passwd: session_password(session_id),
-            read_only: false,
+            // Only a client that asked for read-only service is told it got it; others would
+            // refuse the connection, and reads are exactly what still works.
+            read_only: self.read_only && req.read_only,
         };
         self.conns.insert(
             conn_id,
@@ -652,11 +679,14 @@ impl Core {
     /// watches that causes), then its connection, if any, is closed.
     fn close_session(&mut self, sid: i64, reply_to: Option<(ConnId, i32)>) {
         self.sessions.mark_closing(sid);
-        let (zxid, _res) = self.commit(
-            sid,
-            reply_to.map(|r| r.1).unwrap_or(0),
-            TxnBody::CloseSession,
-        );
+        let zxid = if self.read_only {
+            // Nothing can be logged: the session ends here; its ephemerals stay until the
+            // log works again.
+            self.last_zxid
+        } else {
+            let cxid = reply_to.map(|r| r.1).unwrap_or(0);
+            self.commit(sid, cxid, TxnBody::CloseSession).0
+        };
         let conn = self.sessions.remove(sid).and_then(|s| s.conn);
         self.db.remove_session_watches(sid);
         if let Some((conn_id, xid)) = reply_to {
@@ -880,6 +910,19 @@ impl Core {
         received_at: Instant,
     ) {
         let op = req.op_code();
+        if self.read_only {
+            let zxid = self.last_zxid;
+            self.reply(
+                conn_id,
+                xid,
+                zxid,
+                ErrorCode::NotReadOnly,
+                Response::Empty,
+                op,
+                received_at,
+            );
+            return;
+        }
         let body = {
             let (ids, is_super) = self.identities(conn_id, sid);
             let ctx = RequestContext {
@@ -964,6 +1007,7 @@ impl Core {
             stats: &self.stats,
             last_zxid: self.last_zxid,
             started: self.started,
+            read_only: self.read_only,
         };
         let out = four_letter::render(word, &view);
         match word {

@@ -38,6 +38,8 @@ pub struct View<'a> {
     pub stats: &'a ServerStats,
     pub last_zxid: i64,
     pub started: Instant,
+    /// The log failed: the server serves reads only.
+    pub read_only: bool,
 }
 
 pub struct ConnView<'a> {
@@ -148,6 +150,9 @@ fn server_stats(out: &mut String, v: &View<'_>) {
     let _ = writeln!(out, "Connections: {}", v.conns.len());
     let _ = writeln!(out, "Outstanding: {}", s.outstanding_requests);
     let _ = writeln!(out, "Zxid: 0x{:x}", v.last_zxid);
+    if v.read_only {
+        out.push_str("READ-ONLY mode; serving only read-only clients\n");
+    }
     let _ = writeln!(out, "Mode: standalone");
     let _ = writeln!(out, "Node count: {}", v.db.node_count());
 }
@@ -169,7 +174,7 @@ pub fn render(word: &str, v: &View<'_>) -> String {
     let mut out = String::new();
     match word {
         "ruok" => out.push_str("imok"),
-        "isro" => out.push_str("rw"),
+        "isro" => out.push_str(if v.read_only { "ro" } else { "rw" }),
         "srvr" | "stat" => {
             let _ = writeln!(out, "Zookeeper version: {ZK_COMPAT_VERSION}");
             if word == "stat" {

@@ -44,6 +44,8 @@ pub struct ServerOptions {
     pub container_check_interval_ms: u64,
     /// Transactions between snapshots (randomised between half and all of it).
     pub snap_count: u64,
+    /// Log segments are preallocated to and rolled at this size.
+    pub log_segment_bytes: u64,
     pub data_dir: PathBuf,
     pub data_log_dir: PathBuf,
     /// Key/value lines of the `conf` four-letter word.
@@ -112,6 +114,7 @@ pub fn open_storage(opts: &ServerOptions) -> Result<Storage, persist::PersistErr
     let (persistence, recovered, durability) = persist::Persistence::open(
         &opts.data_dir,
         log_dir,
+        opts.log_segment_bytes,
         crate::tree::TreeOptions {
             extended_types_enabled: opts.extended_types_enabled,
         },
@@ -147,7 +150,8 @@ pub async fn run(
     let opts = Arc::new(opts);
     let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_CAPACITY);
     let core = core::Core::new(opts.clone(), storage.persistence, storage.recovered);
-    let core_task = tokio::spawn(core.run(core_rx, shutdown.subscribe(), storage.durability));
+    let mut core_task = tokio::spawn(core.run(core_rx, shutdown.subscribe(), storage.durability));
+    let mut core_done = false;
     let limiter = Arc::new(ConnLimiter::default());
     let mut stop = shutdown.subscribe();
     let mut next_conn_id: u64 = 1;
@@ -177,10 +181,17 @@ pub async fn run(
                 });
             }
             _ = stop.recv() => break,
+            _ = &mut core_task => {
+                core_done = true;
+                warn!("the core stopped; closing the client port");
+                break;
+            }
         }
     }
     drop(listener);
     info!("client port closed");
-    let _ = core_task.await;
+    if !core_done {
+        let _ = core_task.await;
+    }
     Ok(())
 }

@@ -79,6 +79,7 @@ impl Persistence {
     pub fn open(
         data_dir: &Path,
         data_log_dir: Option<&Path>,
+        log_segment_bytes: u64,
         tree_opts: TreeOptions,
     ) -> Result<(Persistence, Recovered, watch::Receiver<Durability>), PersistError> {
         let started = Instant::now();
@@ -88,7 +89,11 @@ impl Persistence {
             Some(l) => (l.db, l.sessions.into_iter().collect(), l.zxid),
             None => (Database::new(tree_opts), hashbrown::HashMap::new(), 0),
         };
-        let (mut wal, report) = dirs.open_wal(WalOptions::default())?;
+        let wal_opts = WalOptions {
+            segment_size_bytes: log_segment_bytes,
+            ..WalOptions::default()
+        };
+        let (mut wal, report) = dirs.open_wal(wal_opts)?;
         if let Some(torn) = &report.torn_tail {
             warn!(
                 ?torn,
@@ -154,6 +159,49 @@ impl Persistence {
             },
             durability,
         ))
+    }
+
+    /// Rebuilds the state as of `up_to_zxid` from disk alone (after the log failed, the
+    /// memory holds transactions that never became durable and must not be shown).
+    pub fn reload(
+        &self,
+        tree_opts: TreeOptions,
+        up_to_zxid: i64,
+    ) -> Result<Recovered, PersistError> {
+        let loaded =
+            super::snapshotter::load_newest_up_to(self.dirs.snap_dir(), tree_opts, up_to_zxid)?;
+        let (mut db, mut sessions, snapshot_zxid) = match loaded {
+            Some(l) => (l.db, l.sessions.into_iter().collect(), l.zxid),
+            None => (Database::new(tree_opts), hashbrown::HashMap::new(), 0),
+        };
+        let mut last_zxid = snapshot_zxid;
+        if up_to_zxid > snapshot_zxid {
+            let reader = crate::storage::wal::WalReader::open_dir(
+                self.dirs.log_dir(),
+                snapshot_zxid + 1,
+                up_to_zxid,
+                WalOptions::default().max_record_bytes,
+            )?;
+            for rec in reader {
+                let (zxid, payload) = rec?;
+                let txn = decode_txn(zxid, payload).map_err(|source| PersistError::Record {
+                    zxid,
+                    dir: self.dirs.log_dir().display().to_string(),
+                    source,
+                })?;
+                track_sessions(&mut sessions, &txn);
+                let _ = db.apply(&txn);
+                last_zxid = zxid;
+            }
+        }
+        let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
+        sessions.sort_unstable();
+        Ok(Recovered {
+            db,
+            snapshot_zxid,
+            sessions,
+            last_zxid,
+        })
     }
 
     /// Queues a committed transaction for the log.

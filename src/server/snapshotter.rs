@@ -198,7 +198,19 @@ pub fn load(path: &Path, opts: TreeOptions) -> Result<Loaded, LoadError> {
 /// Loads the newest snapshot that loads, falling back to older ones (with a warning each).
 /// `None` when there is no usable snapshot at all.
 pub fn load_newest(dir: &Path, opts: TreeOptions) -> Result<Option<Loaded>, SnapshotError> {
+    load_newest_up_to(dir, opts, i64::MAX)
+}
+
+/// Like [`load_newest`], ignoring snapshots newer than `up_to_zxid`.
+pub fn load_newest_up_to(
+    dir: &Path,
+    opts: TreeOptions,
+    up_to_zxid: i64,
+) -> Result<Option<Loaded>, SnapshotError> {
     for info in snapfile::list_snapshots(dir)? {
+        if info.zxid > up_to_zxid {
+            continue;
+        }
         match load(&info.path, opts) {
             Ok(loaded) => {
                 info!(path = %info.path.display(), zxid = format_args!("0x{:x}", loaded.zxid), "snapshot loaded");

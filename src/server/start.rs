@@ -12,9 +12,6 @@ use super::persist::PersistError;
 use super::{bind, open_storage, run, ServerError, ServerOptions};
 use crate::config::{Config, ConfigError};
 
-/// Default for `znode.container.checkIntervalMs`, as in ZooKeeper.
-pub const DEFAULT_CONTAINER_CHECK_INTERVAL_MS: u64 = 60_000;
-
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -41,13 +38,6 @@ pub fn options_from_config(cfg: &Config) -> Result<ServerOptions, StartError> {
     } else {
         Some(cfg.four_letter_words.iter().cloned().collect())
     };
-    let container_check_interval_ms = cfg
-        .entries
-        .iter()
-        .rev()
-        .find(|e| e.key == "znode.container.checkIntervalMs")
-        .and_then(|e| e.value.trim().parse().ok())
-        .unwrap_or(DEFAULT_CONTAINER_CHECK_INTERVAL_MS);
     Ok(ServerOptions {
         client_addr,
         tick_time_ms: cfg.tick_time_ms as u64,
@@ -58,8 +48,9 @@ pub fn options_from_config(cfg: &Config) -> Result<ServerOptions, StartError> {
         four_letter_whitelist: whitelist,
         super_digest: cfg.super_digest.clone(),
         extended_types_enabled: cfg.extended_types_enabled,
-        container_check_interval_ms,
+        container_check_interval_ms: cfg.container_check_interval_ms,
         snap_count: cfg.snap_count as u64,
+        log_segment_bytes: cfg.pre_alloc_size_kb * 1024,
         data_dir: cfg.data_dir.clone(),
         data_log_dir: cfg.data_log_dir.clone(),
         conf_lines: cfg.conf_lines(),
