@@ -205,14 +205,14 @@ fn print_records(
         if zxid > opts.to {
             break;
         }
-        let txn = decode_txn(zxid, payload).map_err(|source| ToolError::BadRecord {
+        let txn = decode_txn(zxid, payload).map_err(|cause| ToolError::BadRecord {
             path: bounds
                 .get(segment)
                 .map(|(_, p)| p.clone())
                 .unwrap_or_default(),
             offset: at,
             zxid,
-            source,
+            cause,
         })?;
         write_txn(&txn, opts, out)?;
         stats.records += 1;

@@ -33,43 +33,65 @@ pub use purge::purge_dirs;
 pub use snap::{dump_snapshot, newest_valid_snapshot, SnapDumpOptions, SnapStats};
 
 /// Why a tool failed. Every variant's message names the file or directory concerned.
+///
+/// The wrapped errors' messages already include their causes, so no variant reports a
+/// `source()`: printed as an error chain (`{:#}`), nothing would otherwise appear twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Config(ConfigError),
     #[error("{}: no such directory", .0.display())]
     NoDir(PathBuf),
-    #[error(transparent)]
-    Wal(#[from] WalError),
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Wal(WalError),
+    #[error("{0}")]
+    Snapshot(SnapshotError),
+    #[error("{0}")]
+    Storage(StorageError),
     #[error(
-        "corrupt write-ahead log {} at byte {offset}: record {zxid:#x} passes its checksum but {source}",
+        "corrupt write-ahead log {} at byte {offset}: record {zxid:#x} passes its checksum but {cause}",
         path.display()
     )]
     BadRecord {
         path: PathBuf,
         offset: u64,
         zxid: i64,
-        #[source]
-        source: TxnCodecError,
+        cause: TxnCodecError,
     },
     #[error("no snapshot in {}", .0.display())]
     NoSnapshot(PathBuf),
-    #[error("no valid snapshot in {}; the newest is damaged: {source}", dir.display())]
-    NoValidSnapshot {
-        dir: PathBuf,
-        #[source]
-        source: SnapshotError,
-    },
+    #[error("no valid snapshot in {}; the newest is damaged: {cause}", dir.display())]
+    NoValidSnapshot { dir: PathBuf, cause: SnapshotError },
     #[error("--from {from:#x} is after --to {to:#x}")]
     BadRange { from: i64, to: i64 },
     #[error("snapshot count {0} is too small: keep at least 3")]
     RetainTooSmall(usize),
     #[error("writing the output: {0}")]
-    Output(#[source] io::Error),
+    Output(io::Error),
+}
+
+impl From<ConfigError> for ToolError {
+    fn from(e: ConfigError) -> Self {
+        ToolError::Config(e)
+    }
+}
+
+impl From<WalError> for ToolError {
+    fn from(e: WalError) -> Self {
+        ToolError::Wal(e)
+    }
+}
+
+impl From<SnapshotError> for ToolError {
+    fn from(e: SnapshotError) -> Self {
+        ToolError::Snapshot(e)
+    }
+}
+
+impl From<StorageError> for ToolError {
+    fn from(e: StorageError) -> Self {
+        ToolError::Storage(e)
+    }
 }
 
 impl From<io::Error> for ToolError {

@@ -99,9 +99,9 @@ pub fn newest_valid_snapshot(dir: &Path, notes: &mut dyn Write) -> Result<PathBu
         }
     }
     Err(match newest_error {
-        Some(source) => ToolError::NoValidSnapshot {
+        Some(cause) => ToolError::NoValidSnapshot {
             dir: dir.to_path_buf(),
-            source,
+            cause,
         },
         None => ToolError::NoSnapshot(dir.to_path_buf()),
     })
