@@ -9,5 +9,6 @@ pub mod config;
 pub mod jute;
 pub mod server;
 pub mod storage;
+pub mod tools;
 pub mod tree;
 pub mod zkdata;

@@ -26,6 +26,12 @@ enum Command {
     },
     /// Load generator speaking the ZooKeeper client protocol (Corral or Apache ZooKeeper).
     Bench(corral::bench::BenchArgs),
+    /// Inspect the write-ahead log (read-only; safe beside a running server).
+    Log(corral::tools::LogArgs),
+    /// Inspect a snapshot (read-only; safe beside a running server).
+    Snap(corral::tools::SnapArgs),
+    /// Delete old snapshots and the log segments only they needed.
+    Purge(corral::tools::PurgeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,5 +64,8 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => Ok(corral::bench::run(args)?),
+        Command::Log(args) => Ok(corral::tools::run_log(args)?),
+        Command::Snap(args) => Ok(corral::tools::run_snap(args)?),
+        Command::Purge(args) => Ok(corral::tools::run_purge(args)?),
     }
 }

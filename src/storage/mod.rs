@@ -9,6 +9,7 @@
 //!   per batch, and is the only thing that can publish "durable up to zxid N".
 //! - [`snapshot`]: checksummed, streamed snapshots of the tree, written atomically.
 //! - [`atomic`]: small state files (epochs) replaced atomically, with a checksum.
+//! - [`purge`]: deleting snapshots and log segments no longer needed ([`purge_data`]).
 //!
 //! # Directory layout
 //!
@@ -29,6 +30,7 @@
 //! are meant to be written from a blocking task, so the async runtime never waits on a disk.
 
 pub mod atomic;
+pub mod purge;
 pub mod snapshot;
 pub mod txn_codec;
 pub mod wal;
@@ -39,6 +41,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use atomic::{read_small, sync_dir, write_atomic, AtomicError};
+pub use purge::{purge_data, PurgeSummary, MIN_RETAIN_COUNT};
 pub use snapshot::{
     list_snapshots, purge as purge_snapshots, SnapAcl, SnapNode, SnapSession, SnapshotError,
     SnapshotHeader, SnapshotInfo, SnapshotItem, SnapshotReader, SnapshotWriter,

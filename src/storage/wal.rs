@@ -274,6 +274,13 @@ fn list_segment_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>, WalError> {
     Ok(found)
 }
 
+/// Segment files in `dir` as `(first zxid, path)`, oldest first, judged by name only (nothing
+/// is opened). For tools that must not take the directory lock, such as purging beside a
+/// running server.
+pub fn list_segments(dir: &Path) -> Result<Vec<(i64, PathBuf)>, WalError> {
+    list_segment_files(dir)
+}
+
 fn encode_header(first_zxid: i64, prev_last_zxid: i64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
     let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
