@@ -25,7 +25,6 @@ def test_there_are_enough_scenarios():
     assert len(scenarios.SCENARIOS) >= 25
 
 
-@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 # Behaviour that changed between ZooKeeper 3.8 (the reference run here) and 3.9 (what Corral
 # implements): scenario -> {start of a 3.8 observation line: the 3.9 line}.
 ZK39_CHANGES = {
@@ -46,6 +45,7 @@ def as_zookeeper_39(name, lines):
     return out
 
 
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_scenario(name, server_factory, kazoo_factory):
     server_factory.check("corral")  # don't run ZooKeeper for nothing
     spec = scenarios.SPECS.get(name)

@@ -122,6 +122,7 @@ pub struct Core {
     stats: ServerStats,
     started: Instant,
     last_container_check: Instant,
+    last_purge: Instant,
     /// Sends chunks of the snapshot being written, if one is.
     snap_tx: Option<mpsc::Sender<SnapMsg>>,
     /// Every chunk was sent; waiting for the writer to report.
@@ -178,6 +179,7 @@ impl Core {
             stats: ServerStats::default(),
             started,
             last_container_check: started,
+            last_purge: started,
         }
     }
 
@@ -436,6 +438,24 @@ impl Core {
             self.close_session(sid, None);
         }
         let interval = std::time::Duration::from_millis(self.opts.container_check_interval_ms);
+        let purge_every = self.opts.autopurge_interval;
+        if !purge_every.is_zero() && self.last_purge.elapsed() >= purge_every {
+            self.last_purge = Instant::now();
+            let snap_dir = self.persist.snap_dir().to_path_buf();
+            let log_dir = self.persist.log_dir().to_path_buf();
+            let retain = self.opts.snap_retain_count;
+            // Reading and deleting files: off the core's thread.
+            tokio::task::spawn_blocking(move || {
+                match crate::storage::purge_data(&snap_dir, &log_dir, retain) {
+                    Ok(s) => info!(
+                        removed_snapshots = s.removed_snapshots.len(),
+                        removed_segments = s.removed_log_segments.len(),
+                        "autopurge done"
+                    ),
+                    Err(e) => warn!(error = %e, "autopurge failed"),
+                }
+            });
+        }
         if !self.read_only && self.last_container_check.elapsed() >= interval {
             self.last_container_check = Instant::now();
             let now_wall = wall_ms();

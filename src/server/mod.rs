@@ -44,6 +44,11 @@ pub struct ServerOptions {
     pub container_check_interval_ms: u64,
     /// Transactions between snapshots (randomised between half and all of it).
     pub snap_count: u64,
+    /// `autopurge.purgeInterval`: how often old snapshots and log segments are deleted
+    /// (zero: never).
+    pub autopurge_interval: std::time::Duration,
+    /// `autopurge.snapRetainCount`: snapshots kept by a purge.
+    pub snap_retain_count: usize,
     /// Log segments are preallocated to and rolled at this size.
     pub log_segment_bytes: u64,
     pub data_dir: PathBuf,

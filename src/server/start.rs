@@ -51,6 +51,8 @@ pub fn options_from_config(cfg: &Config) -> Result<ServerOptions, StartError> {
         container_check_interval_ms: cfg.container_check_interval_ms,
         snap_count: cfg.snap_count as u64,
         log_segment_bytes: cfg.pre_alloc_size_kb * 1024,
+        autopurge_interval: cfg.autopurge_purge_interval,
+        snap_retain_count: cfg.autopurge_snap_retain_count as usize,
         data_dir: cfg.data_dir.clone(),
         data_log_dir: cfg.data_log_dir.clone(),
         conf_lines: cfg.conf_lines(),
