@@ -381,6 +381,7 @@ mod tests {
             aversion: 0,
             ephemeral_owner: owner,
             pzxid: 2,
+            num_children: 0,
         }
     }
 
