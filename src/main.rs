@@ -26,6 +26,9 @@ enum Command {
     },
     /// Load generator speaking the ZooKeeper client protocol (Corral or Apache ZooKeeper).
     Bench(corral::bench::BenchArgs),
+    /// Import an Apache ZooKeeper data directory (snapshot + logs) into a Corral data directory.
+    #[command(name = "import-zk")]
+    ImportZk(corral::import::ImportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,5 +61,6 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => Ok(corral::bench::run(args)?),
+        Command::ImportZk(args) => Ok(corral::import::run(args)?),
     }
 }
