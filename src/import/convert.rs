@@ -44,6 +44,8 @@ pub enum ImportWarning {
     /// Ephemeral nodes whose session is not live. ZooKeeper keeps such nodes until they are
     /// deleted explicitly; so does the import.
     OrphanEphemerals { session: i64, paths: Vec<String> },
+    /// ZooKeeper's epoch file could not be read; the epoch comes from the last zxid.
+    BadEpochFile { file: PathBuf, error: String },
     /// A delete removed a node that still had children (only possible with a damaged log or
     /// snapshot); the children were removed too.
     NonEmptyDelete { path: String },
@@ -83,6 +85,11 @@ impl fmt::Display for ImportWarning {
                 paths.len(),
                 paths.join(", ")
             ),
+            ImportWarning::BadEpochFile { file, error } => write!(
+                f,
+                "{}: {error}; the epoch is taken from the last zxid",
+                file.display()
+            ),
             ImportWarning::NonEmptyDelete { path } => write!(
                 f,
                 "a delete of {path} removed a node that still had children"
@@ -110,7 +117,17 @@ pub struct ConvertedTree {
     pub txns_replayed: usize,
     /// Replayed operations that had no effect (already in the fuzzy snapshot).
     pub ops_already_applied: u64,
+    /// ZooKeeper's `currentEpoch`/`acceptedEpoch` files (written by quorum members only),
+    /// filled in by [`super::import`]; the epochs written never go below them.
+    pub zk_epochs: Option<ZkEpochs>,
     pub warnings: Vec<ImportWarning>,
+}
+
+/// The epochs a ZooKeeper quorum member recorded next to its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZkEpochs {
+    pub current: u64,
+    pub accepted: u64,
 }
 
 /// [`convert_with`] with the default (strict) options.
@@ -240,6 +257,7 @@ pub fn convert_with(zk: &ZkDataDir, opts: ConvertOptions) -> Result<ConvertedTre
         source_snapshot_zxid: zk.snapshot.zxid,
         txns_replayed: zk.txns.len(),
         ops_already_applied: tree.ignored_ops,
+        zk_epochs: None,
         warnings,
     })
 }

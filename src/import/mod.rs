@@ -29,9 +29,9 @@ pub mod write;
 mod tests;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-pub use convert::{convert, convert_with, ConvertOptions, ConvertedTree, ImportWarning};
+pub use convert::{convert, convert_with, ConvertOptions, ConvertedTree, ImportWarning, ZkEpochs};
 pub use write::{write_corral_data_dir, write_corral_data_dir_with, WriteOptions, WriteReport};
 
 use crate::storage::{SnapshotError, StorageError, WalError};
@@ -153,8 +153,10 @@ impl ImportReport {
             "wrote {} ({} bytes); the log continues at zxid {:#x}",
             self.written.snapshot.path.display(),
             self.written.snapshot.size_bytes,
-            t.zxid + 1
+            t.zxid.wrapping_add(1)
         );
+        let (current, accepted) = write::epochs(t);
+        let _ = writeln!(s, "epochs: current {current}, accepted {accepted}");
         for p in &self.written.removed {
             let _ = writeln!(s, "removed (--force): {}", p.display());
         }
@@ -169,18 +171,58 @@ impl ImportReport {
 pub fn import(args: &ImportArgs) -> Result<ImportReport, ImportError> {
     let log_dir = args.zk_data_log_dir.as_ref().unwrap_or(&args.zk_data_dir);
     let zk = zkdata::read_data_dirs(&args.zk_data_dir, log_dir)?;
-    let tree = convert_with(
+    let mut tree = convert_with(
         &zk,
         ConvertOptions {
             allow_gaps: args.allow_gaps,
         },
     )?;
+    tree.zk_epochs = read_zk_epochs(&zk.version2_dir, &mut tree.warnings);
     let written =
         write_corral_data_dir_with(&tree, &args.data_dir, WriteOptions { force: args.force })?;
     Ok(ImportReport {
         tree,
         written,
         log_files: zk.log_files.len(),
+    })
+}
+
+/// ZooKeeper's `currentEpoch` and `acceptedEpoch` (decimal text in `version-2/`, written by
+/// quorum members only). Missing files give `None`; unreadable ones a warning and `None`.
+pub fn read_zk_epochs(version2_dir: &Path, warnings: &mut Vec<ImportWarning>) -> Option<ZkEpochs> {
+    let mut read = |name: &str| -> Option<u64> {
+        let file = version2_dir.join(name);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                warnings.push(ImportWarning::BadEpochFile {
+                    file,
+                    error: e.to_string(),
+                });
+                return None;
+            }
+        };
+        match text.trim().parse::<u64>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                warnings.push(ImportWarning::BadEpochFile {
+                    file,
+                    error: format!("{:?} is not an epoch: {e}", text.trim()),
+                });
+                None
+            }
+        }
+    };
+    let current = read("currentEpoch");
+    let accepted = read("acceptedEpoch");
+    if current.is_none() && accepted.is_none() {
+        return None;
+    }
+    let current = current.unwrap_or(0);
+    Some(ZkEpochs {
+        current,
+        accepted: accepted.unwrap_or(current),
     })
 }
 

@@ -543,3 +543,35 @@ fn write_refuses_existing_state_unless_forced() {
     let epoch = crate::storage::read_epoch(&dirs.current_epoch_path()).expect("epoch");
     assert_eq!(epoch, Some((t.zxid as u64) >> 32));
 }
+
+#[test]
+fn epochs_come_from_the_zxid_and_zookeepers_epoch_files() {
+    let zk = read_data_dir(fixture_dir()).expect("fixture");
+    let mut t = convert(&zk).expect("convert");
+    t.zxid = 0x2_0000_0005;
+    assert_eq!(write::epochs(&t), (2, 2));
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut warnings = Vec::new();
+    assert_eq!(read_zk_epochs(tmp.path(), &mut warnings), None);
+    std::fs::write(tmp.path().join("currentEpoch"), "3").expect("write");
+    std::fs::write(tmp.path().join("acceptedEpoch"), "4\n").expect("write");
+    t.zk_epochs = read_zk_epochs(tmp.path(), &mut warnings);
+    assert_eq!(
+        t.zk_epochs,
+        Some(ZkEpochs {
+            current: 3,
+            accepted: 4
+        })
+    );
+    assert_eq!(write::epochs(&t), (3, 4));
+    assert!(warnings.is_empty());
+
+    std::fs::write(tmp.path().join("acceptedEpoch"), "x").expect("write");
+    let e = read_zk_epochs(tmp.path(), &mut warnings).expect("current still read");
+    assert_eq!((e.current, e.accepted), (3, 3));
+    assert!(matches!(
+        &warnings[..],
+        [ImportWarning::BadEpochFile { .. }]
+    ));
+}

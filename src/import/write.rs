@@ -35,8 +35,7 @@ pub fn write_corral_data_dir(
 }
 
 /// Writes `tree` as `<data_dir>/corral-v1/snapshot.<zxid>` and prepares the log to continue at
-/// `zxid + 1`; `currentEpoch` and `acceptedEpoch` are set to the zxid's epoch (its high 32
-/// bits), as ZooKeeper derives them when they are missing.
+/// `zxid + 1`; `currentEpoch` and `acceptedEpoch` are set as [`epochs`] says.
 ///
 /// The directory is locked like a server locks it, so this fails while a server runs on it.
 /// Files other than Corral's own (e.g. ZooKeeper's `version-2/`) are left alone.
@@ -93,10 +92,22 @@ pub fn write_corral_data_dir_with(
     }
     let snapshot = w.finish()?;
 
-    let epoch = (tree.zxid as u64) >> 32;
-    write_epoch(&dirs.current_epoch_path(), epoch)?;
-    write_epoch(&dirs.accepted_epoch_path(), epoch)?;
+    let (current, accepted) = epochs(tree);
+    write_epoch(&dirs.current_epoch_path(), current)?;
+    write_epoch(&dirs.accepted_epoch_path(), accepted)?;
     Ok(WriteReport { snapshot, removed })
+}
+
+/// `(currentEpoch, acceptedEpoch)`: the last zxid's epoch, raised to ZooKeeper's own files'
+/// values when it had them; accepted is never below current.
+pub fn epochs(tree: &ConvertedTree) -> (u64, u64) {
+    let mut current = (tree.zxid as u64) >> 32;
+    let mut accepted = current;
+    if let Some(zk) = tree.zk_epochs {
+        current = current.max(zk.current);
+        accepted = accepted.max(zk.accepted);
+    }
+    (current, accepted.max(current))
 }
 
 /// Corral's own files in `corral-v1/`: snapshots (finished or not), log segments, epochs.
