@@ -278,6 +278,49 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[test]
+fn logs_in_a_separate_data_log_dir() {
+    // zoo.cfg with dataLogDir: snapshots in one directory, logs in another.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (snaps, logs) = (tmp.path().join("snaps"), tmp.path().join("logs"));
+    for d in [&snaps, &logs] {
+        std::fs::create_dir_all(d.join("version-2")).expect("mkdir");
+    }
+    for e in std::fs::read_dir(fixture_dir().join("version-2")).expect("dir") {
+        let e = e.expect("entry");
+        let name = e.file_name();
+        let to = if name.to_string_lossy().starts_with("log.") {
+            &logs
+        } else {
+            &snaps
+        };
+        std::fs::copy(e.path(), to.join("version-2").join(&name)).expect("copy");
+    }
+    let out = import(&[
+        "--zk-data-dir",
+        snaps.to_str().expect("utf-8"),
+        "--zk-data-log-dir",
+        logs.to_str().expect("utf-8"),
+        "--data-dir",
+        tmp.path().join("corral").to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r = read_only_snapshot(&tmp.path().join("corral"));
+    assert_eq!(client_view(&r), expected_tree());
+
+    // Without the log directory the transactions after the snapshot would be lost: refused,
+    // with a hint, unless --allow-gaps.
+    let out = import_into(&snaps, &tmp.path().join("corral2"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("--zk-data-log-dir"), "{err}");
+    let out = import_into(&snaps, &tmp.path().join("corral3"), &["--allow-gaps"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("warning: no transaction log"));
+    let r = read_only_snapshot(&tmp.path().join("corral3"));
+    assert_eq!(r.zxid, 0x50, "the snapshot's own zxid");
+}
+
+#[test]
 fn bad_zookeeper_data_is_a_clean_error() {
     let tmp = tempfile::tempdir().expect("tmp");
     let target = tmp.path().join("out");
@@ -410,4 +453,41 @@ async fn corral_server_serves_the_imported_tree() {
         .collect();
     want.sort();
     assert_eq!(children, want);
+}
+
+#[test]
+fn a_torn_log_tail_is_a_warning() {
+    // A crash mid-write: the newest log ends inside its last record. ZooKeeper ignores the
+    // partial record, and so does the import (with a warning).
+    let tmp = tempfile::tempdir().expect("tmp");
+    let zk = tmp.path().join("zk");
+    copy_dir(&fixture_dir().join("version-2"), &zk.join("version-2"));
+    let newest_log = std::fs::read_dir(zk.join("version-2"))
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("log."))
+        })
+        .max_by_key(|p| {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            i64::from_str_radix(&name[4..], 16).expect("hex")
+        })
+        .expect("a log");
+    let log = corral::zkdata::read_log_file(&newest_log).expect("log");
+    let last = log.txns.last().expect("a txn");
+    let bytes = std::fs::read(&newest_log).expect("read");
+    std::fs::write(&newest_log, &bytes[..last.offset + 20]).expect("truncate");
+
+    let out = import_into(&zk, &tmp.path().join("corral"), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("warning:") && stdout.contains("partial record"),
+        "{stdout}"
+    );
+    let r = read_only_snapshot(&tmp.path().join("corral"));
+    assert_eq!(r.zxid, last.header.zxid - 1);
+    // The torn record created /last: it is not there.
+    assert!(!r.nodes.iter().any(|n| n.path == "/last"));
 }

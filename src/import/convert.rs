@@ -32,6 +32,8 @@ pub enum ImportWarning {
     },
     /// A newer snapshot could not be read; an older one was used.
     SkippedSnapshot { error: String },
+    /// No transaction log at all (only with `allow_gaps`): the snapshot alone was imported.
+    NoLogs { dir: PathBuf },
     /// Transactions between these zxids are missing (only with `allow_gaps`).
     Gap { before: i64, after: i64 },
     /// Nodes of the snapshot carry a zxid later than the last logged transaction (the log
@@ -67,6 +69,12 @@ impl fmt::Display for ImportWarning {
             ImportWarning::SkippedSnapshot { error } => {
                 write!(f, "skipped an unreadable snapshot: {error}")
             }
+            ImportWarning::NoLogs { dir } => write!(
+                f,
+                "no transaction log in {}: the snapshot was imported alone, without the \
+                 transactions after it",
+                dir.display()
+            ),
             ImportWarning::Gap { before, after } => write!(
                 f,
                 "transactions missing from the log between zxid {before:#x} and {after:#x}"
@@ -150,6 +158,16 @@ pub fn convert_with(zk: &ZkDataDir, opts: ConvertOptions) -> Result<ConvertedTre
             file: file.clone(),
             offset: tail.offset,
             reason: tail.reason.clone(),
+        });
+    }
+    if zk.log_files.is_empty() {
+        if !opts.allow_gaps {
+            return Err(ImportError::NoLogs {
+                dir: zk.version2_dir.clone(),
+            });
+        }
+        warnings.push(ImportWarning::NoLogs {
+            dir: zk.version2_dir.clone(),
         });
     }
     if !zk.gaps.is_empty() {

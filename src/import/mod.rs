@@ -50,6 +50,13 @@ pub enum ImportError {
     )]
     Gaps { gaps: Vec<(i64, i64)> },
     #[error(
+        "no ZooKeeper transaction log (log.<zxid>) in {}: the transactions after the snapshot \
+         would be lost. If ZooKeeper's dataLogDir is a separate directory, pass it with \
+         --zk-data-log-dir; to import the snapshot alone, use --allow-gaps",
+        dir.display()
+    )]
+    NoLogs { dir: PathBuf },
+    #[error(
         "the ZooKeeper snapshot holds zxid {newest_in_tree:#x} but the log ends at \
          {last_logged:#x}: transactions are missing (use --allow-gaps to import anyway)"
     )]

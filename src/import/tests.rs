@@ -199,7 +199,7 @@ fn every_fixture_snapshot_converts_to_the_same_tree() {
             snapshot_file: path.clone(),
             snapshot,
             skipped_snapshots: Vec::new(),
-            log_files: Vec::new(),
+            log_files: newest.log_files.clone(),
             txns: txns
                 .iter()
                 .filter(|t| t.header.zxid > zxid)
@@ -288,7 +288,7 @@ fn data_dir(snapshot: ZkSnapshot, txns: Vec<ZkTxn>) -> ZkDataDir {
         snapshot_file: PathBuf::from("/nonexistent/version-2/snapshot.0"),
         snapshot,
         skipped_snapshots: Vec::new(),
-        log_files: Vec::new(),
+        log_files: vec![PathBuf::from("/nonexistent/version-2/log.1")],
         txns,
         torn_tails: Vec::new(),
         gaps: Vec::new(),
