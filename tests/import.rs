@@ -491,3 +491,29 @@ fn a_torn_log_tail_is_a_warning() {
     // The torn record created /last: it is not there.
     assert!(!r.nodes.iter().any(|n| n.path == "/last"));
 }
+
+#[test]
+fn a_separate_corral_log_dir_is_checked_and_cleared() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (data, logs) = (tmp.path().join("data"), tmp.path().join("logs"));
+    // A stale log segment from an earlier Corral in the log directory.
+    std::fs::create_dir_all(logs.join("corral-v1")).expect("mkdir");
+    let stale = logs.join("corral-v1/log.0000000000000001");
+    std::fs::write(&stale, b"old").expect("write");
+    let log_arg = logs.to_str().expect("utf-8");
+    let out = import_into(&fixture_dir(), &data, &["--data-log-dir", log_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = import_into(
+        &fixture_dir(),
+        &data,
+        &["--data-log-dir", log_arg, "--force"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!stale.exists());
+    read_only_snapshot(&data);
+}

@@ -117,6 +117,10 @@ pub struct ImportArgs {
     /// Corral's dataDir to create (the server's `dataDir`); the state goes in corral-v1/.
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Corral's dataLogDir (the server's `dataLogDir`), when its log is kept apart from
+    /// --data-dir.
+    #[arg(long, value_name = "DIR")]
+    pub data_log_dir: Option<PathBuf>,
     /// Replace Corral state already in --data-dir (snapshots, log, epochs).
     #[arg(long)]
     pub force: bool,
@@ -185,8 +189,14 @@ pub fn import(args: &ImportArgs) -> Result<ImportReport, ImportError> {
         },
     )?;
     tree.zk_epochs = read_zk_epochs(&zk.version2_dir, &mut tree.warnings);
-    let written =
-        write_corral_data_dir_with(&tree, &args.data_dir, WriteOptions { force: args.force })?;
+    let written = write_corral_data_dir_with(
+        &tree,
+        &args.data_dir,
+        WriteOptions {
+            force: args.force,
+            data_log_dir: args.data_log_dir.clone(),
+        },
+    )?;
     Ok(ImportReport {
         tree,
         written,

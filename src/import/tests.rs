@@ -528,8 +528,15 @@ fn write_refuses_existing_state_unless_forced() {
     assert_eq!(first.snapshot.zxid, t.zxid);
     let err = write_corral_data_dir(&t, tmp.path()).expect_err("not empty");
     assert!(matches!(err, ImportError::NotEmpty { .. }), "{err}");
-    let again =
-        write_corral_data_dir_with(&t, tmp.path(), WriteOptions { force: true }).expect("forced");
+    let again = write_corral_data_dir_with(
+        &t,
+        tmp.path(),
+        WriteOptions {
+            force: true,
+            ..WriteOptions::default()
+        },
+    )
+    .expect("forced");
     assert!(!again.removed.is_empty());
 
     // The log is empty and continues after the snapshot.

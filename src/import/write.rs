@@ -12,10 +12,12 @@ use crate::storage::{
 use super::{ConvertedTree, ImportError};
 
 /// Choices for [`write_corral_data_dir_with`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     /// Replace an existing Corral state (snapshots, log, epochs) instead of refusing.
     pub force: bool,
+    /// The server's `dataLogDir`, when its log is not under the data directory.
+    pub data_log_dir: Option<PathBuf>,
 }
 
 /// What [`write_corral_data_dir`] produced.
@@ -34,7 +36,8 @@ pub fn write_corral_data_dir(
     write_corral_data_dir_with(tree, data_dir, WriteOptions::default())
 }
 
-/// Writes `tree` as `<data_dir>/corral-v1/snapshot.<zxid>` and prepares the log to continue at
+/// Writes `tree` as `<data_dir>/corral-v1/snapshot.<zxid>` and prepares the log (under
+/// `opts.data_log_dir` if given, else `data_dir`) to continue at
 /// `zxid + 1`; `currentEpoch` and `acceptedEpoch` are set as [`epochs`] says.
 ///
 /// The directory is locked like a server locks it, so this fails while a server runs on it.
@@ -47,9 +50,12 @@ pub fn write_corral_data_dir_with(
     if tree.zxid < 0 {
         return Err(ImportError::NegativeZxid { zxid: tree.zxid });
     }
-    let dirs = DataDirs::open(data_dir, None)?;
+    let dirs = DataDirs::open(data_dir, opts.data_log_dir.as_deref())?;
     let snap_dir = dirs.snap_dir().to_path_buf();
-    let existing = corral_state_files(&snap_dir)?;
+    let mut existing = corral_state_files(&snap_dir)?;
+    if dirs.log_dir() != snap_dir {
+        existing.extend(corral_state_files(dirs.log_dir())?);
+    }
     let mut removed = Vec::new();
     if !existing.is_empty() {
         if !opts.force {
@@ -66,11 +72,13 @@ pub fn write_corral_data_dir_with(
             })?;
             removed.push(path);
         }
-        storage::sync_dir(&snap_dir).map_err(|source| ImportError::Io {
-            op: "fsync directory",
-            path: snap_dir.clone(),
-            source,
-        })?;
+        for dir in [dirs.snap_dir(), dirs.log_dir()] {
+            storage::sync_dir(dir).map_err(|source| ImportError::Io {
+                op: "fsync directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
     }
 
     let (mut wal, _) = dirs.open_wal(WalOptions::default())?;
