@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod import;
 pub mod jute;
 pub mod server;
 pub mod storage;

@@ -32,6 +32,9 @@ enum Command {
     Snap(corral::tools::SnapArgs),
     /// Delete old snapshots and the log segments only they needed.
     Purge(corral::tools::PurgeArgs),
+    /// Import an Apache ZooKeeper data directory (snapshot + logs) into a Corral data directory.
+    #[command(name = "import-zk")]
+    ImportZk(corral::import::ImportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,5 +70,6 @@ fn run() -> anyhow::Result<()> {
         Command::Log(args) => Ok(corral::tools::run_log(args)?),
         Command::Snap(args) => Ok(corral::tools::run_snap(args)?),
         Command::Purge(args) => Ok(corral::tools::run_purge(args)?),
+        Command::ImportZk(args) => Ok(corral::import::run(args)?),
     }
 }
