@@ -25,26 +25,6 @@ def test_there_are_enough_scenarios():
     assert len(scenarios.SCENARIOS) >= 25
 
 
-# Behaviour that changed between ZooKeeper 3.8 (the reference run here) and 3.9 (what Corral
-# implements): scenario -> {start of a 3.8 observation line: the 3.9 line}.
-ZK39_CHANGES = {
-    # ZOOKEEPER-2590: exists() checks READ on an existing node since 3.9.
-    "acl_digest": {"'other exists' | 'ok'": "'other exists' | 'error' | 'NoAuthError'"},
-}
-
-
-def as_zookeeper_39(name, lines):
-    changes = ZK39_CHANGES.get(name, {})
-    out = []
-    for line in lines:
-        for prefix, new in changes.items():
-            if line.startswith(prefix):
-                line = new
-                break
-        out.append(line)
-    return out
-
-
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_scenario(name, server_factory, kazoo_factory):
     server_factory.check("corral")  # don't run ZooKeeper for nothing
@@ -59,7 +39,6 @@ def test_scenario(name, server_factory, kazoo_factory):
     assert not [l for l in expected if l.startswith(("'SANITY'", "'SCENARIO ABORTED'"))], \
         "\n".join(expected)
 
-    expected = as_zookeeper_39(name, expected)
     corral = server_factory.start("corral", spec=spec)
     actual = scenarios.format_observations(
         scenarios.run_scenario(name, corral, kazoo_factory))

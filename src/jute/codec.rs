@@ -19,6 +19,10 @@ pub enum DecodeError {
     UnknownOpCode(i32),
     #[error("invalid record: {0}")]
     Invalid(&'static str),
+    /// A well-formed record with a null where a value is required. ZooKeeper answers these
+    /// with MarshallingError and keeps the connection.
+    #[error("{0} is null")]
+    NullField(&'static str),
 }
 
 /// Reads jute values from one frame body.
@@ -105,6 +109,16 @@ impl Reader {
     /// A `ustring` field; null decodes as the empty string, which every path check rejects.
     pub fn read_string(&mut self) -> Result<String, DecodeError> {
         Ok(self.read_opt_string()?.unwrap_or_default())
+    }
+
+    /// A path: null is a [`DecodeError::NullField`].
+    pub fn read_path(&mut self) -> Result<String, DecodeError> {
+        self.read_required_string("path")
+    }
+
+    /// A string that must not be null.
+    pub fn read_required_string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        self.read_opt_string()?.ok_or(DecodeError::NullField(what))
     }
 
     pub fn read_opt_string(&mut self) -> Result<Option<String>, DecodeError> {

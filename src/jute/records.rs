@@ -79,10 +79,15 @@ impl Id {
     }
 
     pub fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Id {
-            scheme: r.read_string()?,
-            id: r.read_string()?,
-        })
+        let scheme = r.read_string()?;
+        // ZooKeeper tolerates a null id only for the `auth` scheme (which ignores it); for
+        // any other scheme its ACL check trips over the null and answers MarshallingError.
+        let id = match r.read_opt_string()? {
+            Some(id) => id,
+            None if scheme == "auth" => String::new(),
+            None => return Err(DecodeError::NullField("ACL id")),
+        };
+        Ok(Id { scheme, id })
     }
 
     pub fn write(&self, w: &mut Writer) {

@@ -167,7 +167,7 @@ pub enum Request {
 }
 
 fn read_create(op: OpCode, r: &mut Reader) -> Result<CreateRequest, DecodeError> {
-    let path = r.read_string()?;
+    let path = r.read_path()?;
     let data = r.read_buffer()?;
     let acl = Acl::read_vec(r)?;
     let flags = r.read_i32()?;
@@ -211,25 +211,25 @@ fn read_multi(r: &mut Reader) -> Result<Vec<MultiOp>, DecodeError> {
                 MultiOp::Create(read_create(op, r)?)
             }
             OpCode::Delete => MultiOp::Delete {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 version: r.read_i32()?,
             },
             OpCode::SetData => MultiOp::SetData {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 data: r.read_buffer()?,
                 version: r.read_i32()?,
             },
             OpCode::Check => MultiOp::Check {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 version: r.read_i32()?,
             },
             OpCode::GetChildren => {
-                let path = r.read_string()?;
+                let path = r.read_path()?;
                 let _watch = r.read_bool()?;
                 MultiOp::GetChildren { path }
             }
             OpCode::GetData => {
-                let path = r.read_string()?;
+                let path = r.read_path()?;
                 let _watch = r.read_bool()?;
                 MultiOp::GetData { path }
             }
@@ -281,43 +281,43 @@ impl Request {
                 Request::Create(read_create(op, r)?)
             }
             OpCode::Delete => Request::Delete {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 version: r.read_i32()?,
             },
             OpCode::DeleteContainer => Request::DeleteContainer {
-                path: r.read_string()?,
+                path: r.read_path()?,
             },
             OpCode::Exists => Request::Exists {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 watch: r.read_bool()?,
             },
             OpCode::GetData => Request::GetData {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 watch: r.read_bool()?,
             },
             OpCode::SetData => Request::SetData {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 data: r.read_buffer()?,
                 version: r.read_i32()?,
             },
             OpCode::GetAcl => Request::GetAcl {
-                path: r.read_string()?,
+                path: r.read_path()?,
             },
             OpCode::SetAcl => Request::SetAcl {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 acl: Acl::read_vec(r)?,
                 version: r.read_i32()?,
             },
             OpCode::GetChildren | OpCode::GetChildren2 => Request::GetChildren {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 watch: r.read_bool()?,
                 with_stat: op == OpCode::GetChildren2,
             },
             OpCode::Sync => Request::Sync {
-                path: r.read_string()?,
+                path: r.read_path()?,
             },
             OpCode::Check => Request::Check {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 version: r.read_i32()?,
             },
             OpCode::Multi => Request::Multi(read_multi(r)?),
@@ -329,11 +329,11 @@ impl Request {
                 current_config_id: r.read_i64()?,
             },
             OpCode::CheckWatches => Request::CheckWatches {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 watcher_type: r.read_i32()?,
             },
             OpCode::RemoveWatches => Request::RemoveWatches {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 watcher_type: r.read_i32()?,
             },
             OpCode::Auth => Request::Auth {
@@ -359,13 +359,13 @@ impl Request {
                 token: r.read_buffer()?.unwrap_or_default(),
             },
             OpCode::GetEphemerals => Request::GetEphemerals {
-                prefix_path: r.read_string()?,
+                prefix_path: r.read_path()?,
             },
             OpCode::GetAllChildrenNumber => Request::GetAllChildrenNumber {
-                path: r.read_string()?,
+                path: r.read_path()?,
             },
             OpCode::AddWatch => Request::AddWatch {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 mode: r.read_i32()?,
             },
             OpCode::WhoAmI => Request::WhoAmI,

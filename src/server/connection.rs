@@ -24,8 +24,8 @@ use super::four_letter;
 use super::session::ConnId;
 use super::ServerOptions;
 use crate::jute::{
-    xid, ConnectRequest, ErrorCode, OpCode, Reader, ReplyHeader, Request, RequestHeader, Response,
-    Writer,
+    xid, ConnectRequest, DecodeError, ErrorCode, OpCode, Reader, ReplyHeader, Request,
+    RequestHeader, Response, Writer,
 };
 
 /// Requests a connection may have in flight before the reader stops reading its socket.
@@ -184,6 +184,9 @@ async fn read_loop(
                 warn!(%peer, op = header.op, error = %e, "undecodable request");
                 let (err, close) = match OpCode::from_code(header.op) {
                     None => (ErrorCode::Unimplemented, true),
+                    Some(_) if matches!(e, DecodeError::NullField(_)) => {
+                        (ErrorCode::MarshallingError, false)
+                    }
                     Some(op) if op.is_write() => (ErrorCode::MarshallingError, false),
                     Some(_) => return,
                 };

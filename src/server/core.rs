@@ -893,6 +893,11 @@ impl Core {
                     if !s.auth_ids.contains(&id) {
                         s.auth_ids.push(id);
                     }
+                    // As ZooKeeper does, the super user also gets the identity super:"".
+                    let super_id = Id::new("super", "");
+                    if is_super && !s.auth_ids.contains(&super_id) {
+                        s.auth_ids.push(super_id);
+                    }
                     s.is_super |= is_super;
                 }
                 self.reply(
