@@ -35,6 +35,8 @@ use zookeeper_client as zk;
 
 const ROOT: &str = "/crash";
 const CREATES: &str = "/crash/c";
+/// Parent of sequential nodes: their names come from the parent's cversion.
+const SEQS: &str = "/crash/s";
 const MULTIS: &str = "/crash/m";
 const MARKERS: &str = "/crash/mk";
 const COUNTERS: &str = "/crash/ctr";
@@ -83,6 +85,27 @@ fn kill_and_restart_blocking(server: &mut Server) {
     });
 }
 
+/// Starts the server's binary on its data directory and SIGKILLs it after `after`, whatever
+/// it is doing by then (replaying the log, cutting a torn tail, serving). The server must be
+/// stopped when this is called. Returns what it logged.
+fn interrupted_start(server: &Server, after: Duration) -> String {
+    let log = server.dir().join("interrupted-start.log");
+    let out = fs::File::create(&log).unwrap();
+    let mut child = Command::new(corral_bin())
+        .arg("server")
+        .arg(server.cfg_path())
+        .current_dir(server.dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn corral");
+    std::thread::sleep(after);
+    let _ = child.kill();
+    let _ = child.wait();
+    fs::read_to_string(&log).unwrap_or_default()
+}
+
 fn restart_blocking(server: &mut Server) {
     tokio::task::block_in_place(|| server.restart());
 }
@@ -93,6 +116,13 @@ fn counter_path(i: usize) -> String {
 
 fn hex(z: Option<i64>) -> String {
     z.map_or("?".to_string(), |z| format!("{z:#x}"))
+}
+
+/// The sequence number of a sequential node (its last ten digits).
+fn seq_of(path: &str) -> i64 {
+    path[path.len() - 10..]
+        .parse()
+        .unwrap_or_else(|_| panic!("{path} is not a sequential node"))
 }
 
 fn name_of(path: &str) -> &str {
@@ -296,6 +326,13 @@ struct Ledger {
     markers: BTreeMap<String, Vec<usize>>,
     counters: Vec<CounterRec>,
     sessions: HashSet<i64>,
+    /// Data of sequential creates whose reply never came (so their name is unknown), and of
+    /// those a verification found absent (they must never appear).
+    unknown_seq: HashSet<Vec<u8>>,
+    lost_seq: HashSet<Vec<u8>>,
+    /// Highest sequence number a client was given or a verification saw (the parent's
+    /// cversion is at least this, so the next sequential create must get a higher one).
+    max_seq: i64,
     /// Highest zxid any client was shown (acknowledged replies, verified reads).
     max_zxid: i64,
     acked: u64,
@@ -342,6 +379,36 @@ impl Ledger {
                     czxid,
                 } => {
                     self.count(st);
+                    if let Some(z) = czxid {
+                        self.max_zxid = self.max_zxid.max(z);
+                    }
+                    self.creates.insert(
+                        path,
+                        CreateRec {
+                            data,
+                            st,
+                            czxid,
+                            delete: None,
+                        },
+                    );
+                }
+                Op::SeqCreate {
+                    path: None,
+                    data,
+                    st,
+                    ..
+                } => {
+                    self.count(st);
+                    self.unknown_seq.insert(data);
+                }
+                Op::SeqCreate {
+                    path: Some(path),
+                    data,
+                    st,
+                    czxid,
+                } => {
+                    self.count(st);
+                    self.max_seq = self.max_seq.max(seq_of(&path));
                     if let Some(z) = czxid {
                         self.max_zxid = self.max_zxid.max(z);
                     }
@@ -416,16 +483,53 @@ impl Ledger {
     async fn verify(&mut self, client: &zk::Client, cut: Option<i64>) -> Vec<String> {
         let mut fail = Vec::new();
         let mut seen_max = 0i64;
+        let mut seen_seq = -1i64;
 
         // ---- Creates and deletes ----
-        let children = list(client, CREATES).await;
-        for name in &children {
-            if !self.creates.contains_key(&format!("{CREATES}/{name}")) {
+        let mut children = HashSet::new();
+        for parent in [CREATES, SEQS] {
+            children.extend(
+                list(client, parent)
+                    .await
+                    .into_iter()
+                    .map(|n| format!("{parent}/{n}")),
+            );
+        }
+        // Nodes the ledger does not know, and sequential names it knows only as lost (after a
+        // cut, the server hands out those sequence numbers again).
+        let strangers: Vec<String> = children
+            .iter()
+            .filter(|p| match self.creates.get(*p) {
+                None => true,
+                Some(rec) => p.starts_with(SEQS) && rec.st == St::Lost,
+            })
+            .cloned()
+            .collect();
+        for (path, got) in strangers.iter().zip(get_many(client, &strangers).await) {
+            let data = got.map(|(d, _)| d).unwrap_or_default();
+            if path.starts_with(SEQS) && self.unknown_seq.remove(&data) {
+                // A sequential create whose reply was lost: now we know its name.
+                self.creates.insert(
+                    path.clone(),
+                    CreateRec {
+                        data,
+                        st: St::Unknown,
+                        czxid: None,
+                        delete: None,
+                    },
+                );
+            } else if self.creates.contains_key(path) {
+                // A lost name back with other data: reported below.
+            } else if self.lost_seq.contains(&data) {
                 fail.push(format!(
-                    "{CREATES}/{name} exists but no client ever created it"
+                    "{path}: a sequential create that an earlier verification found absent \
+                     appeared"
                 ));
+            } else {
+                fail.push(format!("{path} exists but no client ever created it"));
             }
         }
+        self.lost_seq.extend(self.unknown_seq.drain());
         let mut present = Vec::new();
         for (path, rec) in &self.creates {
             let created = applied(rec.st, rec.czxid, cut);
@@ -435,7 +539,7 @@ impl Ledger {
                 Some(_) => None,
             };
             let expect = tri_and_not(created, deleted);
-            let is = children.contains(name_of(path));
+            let is = children.contains(path);
             match (expect, is) {
                 (Some(true), false) => fail.push(format!(
                     "{path}: create ({:?}, czxid {}, delete {:?}) is missing",
@@ -483,13 +587,16 @@ impl Ledger {
                 fail.push(format!("{path}: version {} (never set)", stat.version));
             }
             seen_max = seen_max.max(stat.czxid).max(stat.mzxid);
+            if path.starts_with(SEQS) {
+                seen_seq = seen_seq.max(seq_of(path));
+            }
             // Resolve: it exists, so it was created and not deleted.
             rec.st = St::Acked;
             rec.czxid = Some(stat.czxid);
             rec.delete = None;
         }
         for (path, rec) in self.creates.iter_mut() {
-            if !children.contains(name_of(path)) {
+            if !children.contains(path) {
                 // Gone for good (never created, or created and deleted): must stay absent.
                 rec.st = St::Lost;
                 rec.delete = None;
@@ -692,9 +799,9 @@ impl Ledger {
         }
 
         // What the verifier read is durable too; with a cut, older maxima may be gone.
-        self.max_zxid = match cut {
-            None => self.max_zxid.max(seen_max),
-            Some(_) => seen_max,
+        (self.max_zxid, self.max_seq) = match cut {
+            None => (self.max_zxid.max(seen_max), self.max_seq.max(seen_seq)),
+            Some(_) => (seen_max, seen_seq),
         };
         fail
     }
@@ -724,6 +831,35 @@ impl Ledger {
                 delete: None,
             },
         );
+        let data = format!("seq probe {tag}").into_bytes();
+        let (stat, seq) = within(
+            "probe sequential create",
+            client.create(
+                &format!("{SEQS}/p-"),
+                &data,
+                &mode(zk::CreateMode::PersistentSequential),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("probe sequential create: {e}"));
+        let seq = seq.into_i64();
+        if seq <= self.max_seq {
+            fail.push(format!(
+                "sequence number reused: a new sequential node got {seq}, but {} was already \
+                 handed out (the parent's cversion went backwards)",
+                self.max_seq
+            ));
+        }
+        self.max_seq = self.max_seq.max(seq);
+        self.creates.insert(
+            format!("{SEQS}/p-{seq:010}"),
+            CreateRec {
+                data,
+                st: St::Acked,
+                czxid: Some(stat.czxid),
+                delete: None,
+            },
+        );
         fail
     }
 }
@@ -736,6 +872,13 @@ impl Ledger {
 enum Op {
     Create {
         path: String,
+        data: Vec<u8>,
+        st: St,
+        czxid: Option<i64>,
+    },
+    /// `path`: `None` when the reply never came.
+    SeqCreate {
+        path: Option<String>,
         data: Vec<u8>,
         st: St,
         czxid: Option<i64>,
@@ -823,7 +966,35 @@ async fn writer(
         let tag = format!("r{round}w{w}s{seq}");
         let pick = rng.gen_range(0..100);
         let done = match pick {
-            0..=34 => {
+            0..=9 => {
+                let data = format!("seq {tag}").into_bytes();
+                let r = unless_stopped(
+                    &mut stop,
+                    client.create(
+                        &format!("{SEQS}/s-"),
+                        &data,
+                        &mode(zk::CreateMode::PersistentSequential),
+                    ),
+                )
+                .await;
+                let (st, path, czxid, end) = match r {
+                    Some(Ok((stat, seq))) => {
+                        let path = format!("{SEQS}/s-{:010}", seq.into_i64());
+                        mine.push(path.clone());
+                        (St::Acked, Some(path), Some(stat.czxid), false)
+                    }
+                    Some(Err(e)) => (failed(&mut log, "sequential create", &e), None, None, true),
+                    None => (St::Unknown, None, None, true),
+                };
+                log.ops.push(Op::SeqCreate {
+                    path,
+                    data,
+                    st,
+                    czxid,
+                });
+                end
+            }
+            10..=34 => {
                 let path = format!("{CREATES}/{tag}");
                 let len = rng.gen_range(1..400);
                 let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
@@ -959,7 +1130,7 @@ const WRITERS: u32 = 6;
 
 /// Creates the fixed nodes of the workload.
 async fn setup(client: &zk::Client) {
-    for p in [ROOT, CREATES, MULTIS, MARKERS, COUNTERS] {
+    for p in [ROOT, CREATES, SEQS, MULTIS, MARKERS, COUNTERS] {
         client.create(p, b"", &persistent()).await.unwrap();
     }
     for i in 0..N_COUNTERS {
@@ -1063,6 +1234,12 @@ async fn kill9_rounds_keep_every_acknowledged_write() {
             let c = server.client().await;
             write_and_kill(&mut server, &c, round, seed, kill_after, &mut ledger).await
         };
+        let interrupted = rng
+            .gen_bool(0.25)
+            .then(|| Duration::from_millis(rng.gen_range(0..400)));
+        if let Some(after) = interrupted {
+            tokio::task::block_in_place(|| interrupted_start(&server, after));
+        }
         let t = Instant::now();
         restart_blocking(&mut server);
         let restart_ms = t.elapsed().as_millis();
@@ -1086,13 +1263,18 @@ async fn kill9_rounds_keep_every_acknowledged_write() {
         failures.extend(ledger.probe(&c, &format!("r{round}")).await);
         drop(c);
         println!(
-            "round {round:2}: kill after {:4} ms: {:5} acked, {} unknown; restart {restart_ms} ms, \
-             verify {} ms ({} nodes), zxid {zxid:#x}",
+            "round {round:2}: kill after {:4} ms: {:5} acked, {} unknown;{} restart {restart_ms} ms, \
+             verify {} ms ({} nodes), zxid {zxid:#x}, seq {}",
             kill_after.as_millis(),
             ledger.acked - acked0,
             ledger.unknown - unknown0,
+            interrupted.map_or(String::new(), |d| format!(
+                " start-up killed after {} ms;",
+                d.as_millis()
+            )),
             t.elapsed().as_millis(),
             ledger.creates.len(),
+            ledger.max_seq,
         );
         println!("          {recovery}");
         report(&failures, seed, format!("round {round}"));
@@ -1183,8 +1365,15 @@ async fn torn_log_tail_is_cut_and_the_rest_served() {
     let cut = records[torn_index].zxid;
     let prev = records[torn_index - 1].zxid;
 
+    // Crash during recovery too (while it cuts the tail, or just after): no difference after.
+    let mut log = String::new();
+    for _ in 0..rng.gen_range(0..3) {
+        let after = Duration::from_millis(rng.gen_range(0..400));
+        println!("start-up killed after {} ms", after.as_millis());
+        log += &tokio::task::block_in_place(|| interrupted_start(&server, after));
+    }
     restart_blocking(&mut server);
-    let log = server.log_contents();
+    log += &server.log_contents();
     assert!(
         log.to_lowercase().contains("torn"),
         "the server should warn about the torn tail it cut off; log:\n{log}"
