@@ -326,7 +326,7 @@ def read_corral_snapshot(path: Path):
     nodes, acls, sessions = {}, {}, {}
     names = {1: "path", 2: "data", 3: "acl_index", 4: "czxid", 5: "mzxid", 6: "ctime",
              7: "mtime", 8: "version", 9: "cversion", 10: "aversion", 11: "ephemeral_owner",
-             12: "pzxid"}
+             12: "pzxid", 13: "num_children"}
     while off < len(body):
         n, off = _varint(body, off)
         item, off = body[off:off + n], off + n
