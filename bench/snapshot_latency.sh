@@ -15,7 +15,7 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 cfg() { printf 'tickTime=2000\ndataDir=%s/data\nclientPort=%s\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nsnapCount=%s\nmaxClientCnxns=0\n' "$work" "$port" "$1" >"$work/zoo.cfg"; }
-ruok() { exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || return 1; printf ruok >&3; local r; r=$(timeout 2 cat <&3); exec 3<&-; [ "$r" = imok ]; }
+ruok() { (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf ruok >&3 && [ "$(timeout 2 cat <&3)" = imok ]) 2>/dev/null; }
 srvr() { exec 3<>"/dev/tcp/127.0.0.1/$port"; printf srvr >&3; timeout 2 cat <&3 | sed -n "s/^$1: //p"; exec 3<&-; }
 start() { "$bin" server "$work/zoo.cfg" >>"$work/server.log" 2>&1 & pid=$!; until ruok; do sleep 0.01; done; }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }

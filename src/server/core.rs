@@ -130,11 +130,19 @@ pub struct Core {
     snap_done_tx: mpsc::Sender<SnapDone>,
     snap_done_rx: Option<mpsc::Receiver<SnapDone>>,
     snap_started: Instant,
+    /// When the last snapshot ended and how long it took.
+    snap_last: Option<(Instant, std::time::Duration)>,
     txns_since_snapshot: u64,
     /// Transactions before the next snapshot: snapCount/2 plus a random share of it, so
     /// that members of an ensemble do not all snapshot at once (as ZooKeeper does).
     snapshot_after_txns: u64,
 }
+
+/// Under sustained load, one snapshot chunk is made after this many batches of messages.
+const SNAPSHOT_EVERY_BUSY_ROUNDS: u32 = 8;
+
+/// After a snapshot that took T, the next one starts no sooner than this many T later.
+const SNAPSHOT_IDLE_FACTOR: u32 = 3;
 
 fn snapshot_threshold(snap_count: u64) -> u64 {
     let half = (snap_count / 2).max(1);
@@ -164,6 +172,7 @@ impl Core {
             snap_done_tx,
             snap_done_rx: Some(snap_done_rx),
             snap_started: started,
+            snap_last: None,
             txns_since_snapshot: 0,
             snapshot_after_txns,
             sessions,
@@ -200,6 +209,7 @@ impl Core {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(256);
         let mut log_alive = true;
+        let mut busy_rounds = 0u32;
         let Some(mut snap_done_rx) = self.snap_done_rx.take() else {
             return;
         };
@@ -209,22 +219,11 @@ impl Core {
             } else {
                 self.snap_tx.clone()
             };
+            // Biased: client work first; a snapshot chunk is made when nothing else is
+            // ready (or, below, after enough busy rounds, so a snapshot always finishes).
             tokio::select! {
-                permit = async {
-                    match &snap_tx {
-                        Some(tx) => tx.reserve().await.ok(),
-                        None => std::future::pending().await,
-                    }
-                } => self.snapshot_step(permit),
-                Some(done) = snap_done_rx.recv() => self.on_snapshot_done(done),
-                n = rx.recv_many(&mut batch, 256) => {
-                    if n == 0 {
-                        break;
-                    }
-                    for msg in batch.drain(..) {
-                        self.handle(msg);
-                    }
-                }
+                biased;
+                _ = shutdown.recv() => break,
                 changed = durability.changed(), if log_alive => {
                     if changed.is_err() {
                         log_alive = false;
@@ -240,8 +239,34 @@ impl Core {
                         self.on_log_failure(&error);
                     }
                 }
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for msg in batch.drain(..) {
+                        self.handle(msg);
+                    }
+                    busy_rounds += 1;
+                }
+                Some(done) = snap_done_rx.recv() => self.on_snapshot_done(done),
                 _ = ticker.tick() => self.on_tick(),
-                _ = shutdown.recv() => break,
+                permit = async {
+                    match &snap_tx {
+                        Some(tx) => tx.reserve().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    busy_rounds = 0;
+                    self.snapshot_step(permit);
+                }
+            }
+            if busy_rounds >= SNAPSHOT_EVERY_BUSY_ROUNDS {
+                busy_rounds = 0;
+                if let Some(tx) = &snap_tx {
+                    if let Ok(permit) = tx.try_reserve() {
+                        self.snapshot_step(Some(permit));
+                    }
+                }
             }
             if self.fatal {
                 break;
@@ -262,11 +287,20 @@ impl Core {
     /// Begins a background snapshot of the tree as of the last zxid. Called between batches,
     /// so the session table matches the tree exactly.
     fn start_snapshot(&mut self) {
-        self.txns_since_snapshot = 0;
-        self.snapshot_after_txns = snapshot_threshold(self.opts.snap_count);
         if self.snap_tx.is_some() || self.read_only {
             return;
         }
+        // Snapshots cost the core time (producing chunks) and a core's worth of CPU on the
+        // writer thread. On a busy server snapCount alone would snapshot back to back, so
+        // keep them to at most a quarter of the time: wait three times the last one's
+        // duration after it ended. The log just grows a little longer meanwhile.
+        if let Some((ended, took)) = self.snap_last {
+            if ended.elapsed() < took * SNAPSHOT_IDLE_FACTOR {
+                return;
+            }
+        }
+        self.txns_since_snapshot = 0;
+        self.snapshot_after_txns = snapshot_threshold(self.opts.snap_count);
         let header = match self.db.begin_snapshot() {
             Ok(h) => h,
             Err(e) => {
@@ -317,6 +351,7 @@ impl Core {
     }
 
     fn on_snapshot_done(&mut self, done: SnapDone) {
+        self.snap_last = Some((Instant::now(), self.snap_started.elapsed()));
         self.snap_tx = None;
         self.snap_finishing = false;
         if self.db.snapshot_zxid().is_some() {
