@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::storage::txn_codec::{decode_txn, encode_txn, TxnCodecError};
-use crate::storage::wal::{Wal, WalError, WalOptions};
+use crate::storage::wal::{Wal, WalError, WalOptions, WalReader};
 use crate::storage::writer::{
     Durability, LogWriter, WriterError, WriterOptions, WriterStopped, WriterThread,
 };
@@ -73,6 +73,31 @@ fn track_sessions(sessions: &mut hashbrown::HashMap<i64, i32>, txn: &Txn) {
     }
 }
 
+/// Applies log records to the tree and the session set. Returns how many were applied and
+/// the last zxid (`last_zxid` if none).
+fn replay(
+    reader: WalReader,
+    db: &mut Database,
+    sessions: &mut hashbrown::HashMap<i64, i32>,
+    log_dir: &Path,
+    mut last_zxid: i64,
+) -> Result<(u64, i64), PersistError> {
+    let mut replayed = 0;
+    for rec in reader {
+        let (zxid, payload) = rec?;
+        let txn = decode_txn(zxid, payload).map_err(|source| PersistError::Record {
+            zxid,
+            dir: log_dir.display().to_string(),
+            source,
+        })?;
+        track_sessions(sessions, &txn);
+        let _ = db.apply(&txn);
+        last_zxid = zxid;
+        replayed += 1;
+    }
+    Ok((replayed, last_zxid))
+}
+
 impl Persistence {
     /// Opens (creating if needed) the data directories, rebuilds the tree and the session set
     /// from disk, and starts the log writer.
@@ -116,18 +141,9 @@ impl Persistence {
                     snapshot_zxid,
                 });
             }
-            for rec in wal.read_from(from)? {
-                let (zxid, payload) = rec?;
-                let txn = decode_txn(zxid, payload).map_err(|source| PersistError::Record {
-                    zxid,
-                    dir: dirs.log_dir().display().to_string(),
-                    source,
-                })?;
-                track_sessions(&mut sessions, &txn);
-                let _ = db.apply(&txn);
-                last_zxid = zxid;
-                replayed += 1;
-            }
+            let reader = wal.read_from(from)?;
+            (replayed, last_zxid) =
+                replay(reader, &mut db, &mut sessions, dirs.log_dir(), last_zxid)?;
         }
         let durable = wal.last_zxid().max(last_zxid);
         let (writer, durability, thread) =
@@ -182,17 +198,13 @@ impl Persistence {
                 up_to_zxid,
                 WalOptions::default().max_record_bytes,
             )?;
-            for rec in reader {
-                let (zxid, payload) = rec?;
-                let txn = decode_txn(zxid, payload).map_err(|source| PersistError::Record {
-                    zxid,
-                    dir: self.dirs.log_dir().display().to_string(),
-                    source,
-                })?;
-                track_sessions(&mut sessions, &txn);
-                let _ = db.apply(&txn);
-                last_zxid = zxid;
-            }
+            (_, last_zxid) = replay(
+                reader,
+                &mut db,
+                &mut sessions,
+                self.dirs.log_dir(),
+                last_zxid,
+            )?;
         }
         let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
         sessions.sort_unstable();
