@@ -236,7 +236,11 @@ impl SnapshotWriter {
         self.size_bytes += bytes.len() as u64;
         let in_kernel = self.size_bytes - out.buffer().len() as u64;
         if in_kernel - self.writeback_from >= WRITEBACK_STEP_BYTES {
-            start_writeback(out.get_ref(), self.writeback_from, in_kernel - self.writeback_from);
+            start_writeback(
+                out.get_ref(),
+                self.writeback_from,
+                in_kernel - self.writeback_from,
+            );
             self.writeback_from = in_kernel;
         }
         Ok(())
