@@ -329,7 +329,7 @@ impl Election {
     /// Begins a new round: proposes myself (observers propose nobody that counts) and broadcasts
     /// the vote to every other voter. Calling it again starts yet another round.
     pub fn start(&mut self) -> Vec<Out> {
-        self.round += 1;
+        self.round = self.round.saturating_add(1);
         self.phase = Phase::Looking;
         self.proposal = self.own_vote();
         self.recv.clear();
@@ -632,6 +632,7 @@ impl Election {
     }
 
     fn decide(&mut self, vote: Vote, round: u64, out: &mut Vec<Out>) {
+        debug_assert!(self.voters.contains(&vote.leader), "only voters lead");
         let role = if vote.leader == self.myid {
             Role::Leading
         } else if self.is_voter() {
@@ -650,5 +651,906 @@ impl Election {
             epoch: vote.epoch,
             role,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn set(ids: &[u64]) -> BTreeSet<u64> {
+        ids.iter().copied().collect()
+    }
+
+    fn vote(leader: u64, zxid: i64, epoch: u64) -> Vote {
+        Vote {
+            epoch,
+            zxid,
+            leader,
+        }
+    }
+
+    fn note(sid: u64, state: PeerState, round: u64, v: Vote) -> Notification {
+        Notification {
+            vote: v,
+            state,
+            sid,
+            round,
+            peer_epoch: v.epoch,
+        }
+    }
+
+    fn sends(out: &[Out]) -> Vec<(u64, Notification)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Send { to, notification } => Some((*to, *notification)),
+                Out::Decided { .. } => None,
+            })
+            .collect()
+    }
+
+    fn decisions(out: &[Out]) -> Vec<(u64, u64, Role)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Decided {
+                    leader,
+                    epoch,
+                    role,
+                } => Some((*leader, *epoch, *role)),
+                Out::Send { .. } => None,
+            })
+            .collect()
+    }
+
+    fn voter(myid: u64, ids: &[u64], zxid: i64, epoch: u64) -> Election {
+        Election::new(myid, set(ids), BTreeSet::new(), zxid, epoch).expect("valid membership")
+    }
+
+    // ---- the vote order -------------------------------------------------------------------
+
+    #[test]
+    fn votes_order_by_epoch_then_zxid_then_id() {
+        assert!(vote(1, 0, 2) > vote(3, 100, 1), "epoch beats zxid and id");
+        assert!(vote(1, 10, 1) > vote(3, 9, 1), "zxid beats id");
+        assert!(vote(3, 10, 1) > vote(2, 10, 1), "id breaks ties");
+        assert!(vote(1, -1, 0) < vote(1, 0, 0));
+    }
+
+    // ---- membership and rejected input -----------------------------------------------------
+
+    #[test]
+    fn bad_membership_is_refused() {
+        let none = BTreeSet::new();
+        assert_eq!(
+            Election::new(1, none.clone(), set(&[1]), 0, 0).err(),
+            Some(ConfigError::NoVoters)
+        );
+        assert_eq!(
+            Election::new(4, set(&[1, 2, 3]), none.clone(), 0, 0).err(),
+            Some(ConfigError::NotAMember(4))
+        );
+        assert_eq!(
+            Election::new(1, set(&[1, 2, 3]), set(&[3]), 0, 0).err(),
+            Some(ConfigError::VoterAndObserver(3))
+        );
+    }
+
+    #[test]
+    fn unknown_or_forged_notifications_are_ignored_with_a_reason() {
+        let mut e = voter(1, &[1, 2, 3], 0, 0);
+        let n = note(2, PeerState::Looking, 1, vote(2, 0, 0));
+        assert_eq!(e.on_notification(2, n), Err(Ignored::NotStarted));
+        e.start();
+        let before = e.clone().vote();
+        let stranger = note(9, PeerState::Looking, 1, vote(9, 100, 100));
+        assert_eq!(
+            e.on_notification(9, stranger),
+            Err(Ignored::UnknownSender(9))
+        );
+        assert_eq!(
+            e.on_notification(3, n),
+            Err(Ignored::SenderMismatch {
+                from: 3,
+                claimed: 2
+            })
+        );
+        let me = note(1, PeerState::Looking, 1, vote(1, 0, 0));
+        assert_eq!(e.on_notification(1, me), Err(Ignored::FromSelf));
+        let outsider = note(2, PeerState::Looking, 1, vote(9, 100, 100));
+        assert_eq!(
+            e.on_notification(2, outsider),
+            Err(Ignored::LeaderNotVoter { from: 2, leader: 9 })
+        );
+        assert_eq!(e.vote(), before, "nothing ignored changed the proposal");
+    }
+
+    // ---- wire format -----------------------------------------------------------------------
+
+    #[test]
+    fn notifications_round_trip_through_protobuf() {
+        for state in [
+            PeerState::Looking,
+            PeerState::Following,
+            PeerState::Leading,
+            PeerState::Observing,
+        ] {
+            let n = Notification {
+                vote: vote(3, -1, 7),
+                state,
+                sid: 2,
+                round: 42,
+                peer_epoch: 6,
+            };
+            assert_eq!(Notification::decode(&n.encode()), Ok(n));
+        }
+    }
+
+    #[test]
+    fn unknown_peer_state_does_not_decode() {
+        let m = pb::Notification {
+            state: 17,
+            ..Default::default()
+        };
+        assert_eq!(
+            Notification::decode(&m.encode_to_vec()),
+            Err(DecodeError::UnknownState(17))
+        );
+        assert!(matches!(
+            Notification::decode(&[0xff, 0xff]),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    // ---- single steps: given this state and this message, these are the commands -----------
+
+    #[test]
+    fn start_broadcasts_own_vote_to_the_other_voters() {
+        let mut e = Election::new(2, set(&[1, 2, 3]), set(&[4]), 5, 1).expect("valid");
+        let out = e.start();
+        let mine = note(2, PeerState::Looking, 1, vote(2, 5, 1));
+        assert_eq!(
+            out,
+            vec![
+                Out::Send {
+                    to: 1,
+                    notification: mine
+                },
+                Out::Send {
+                    to: 3,
+                    notification: mine
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_better_vote_in_the_same_round_is_adopted_and_broadcast() {
+        let mut e = voter(1, &[1, 2, 3], 5, 1);
+        e.start();
+        let out = e
+            .on_notification(2, note(2, PeerState::Looking, 1, vote(2, 5, 1)))
+            .expect("accepted");
+        let adopted = note(1, PeerState::Looking, 1, vote(2, 5, 1));
+        assert_eq!(sends(&out), vec![(2, adopted), (3, adopted)]);
+        // A worse vote changes nothing and sends nothing.
+        let out = e
+            .on_notification(3, note(3, PeerState::Looking, 1, vote(3, 4, 1)))
+            .expect("accepted");
+        assert!(out.is_empty());
+        assert_eq!(e.vote(), vote(2, 5, 1));
+    }
+
+    #[test]
+    fn a_straggler_from_an_older_round_gets_the_current_vote_back() {
+        let mut e = voter(1, &[1, 2, 3], 5, 1);
+        e.start();
+        e.start();
+        let out = e
+            .on_notification(2, note(2, PeerState::Looking, 1, vote(2, 9, 1)))
+            .expect("accepted");
+        assert_eq!(
+            sends(&out),
+            vec![(2, note(1, PeerState::Looking, 2, vote(1, 5, 1)))]
+        );
+        assert_eq!(e.vote(), vote(1, 5, 1), "old rounds are not counted");
+    }
+
+    #[test]
+    fn a_newer_round_is_joined_keeping_the_better_vote() {
+        let mut e = voter(3, &[1, 2, 3], 5, 1);
+        e.start();
+        let out = e
+            .on_notification(1, note(1, PeerState::Looking, 4, vote(1, 5, 1)))
+            .expect("accepted");
+        assert_eq!(e.round(), 4);
+        let mine = note(3, PeerState::Looking, 4, vote(3, 5, 1));
+        assert_eq!(sends(&out), vec![(1, mine), (2, mine)]);
+    }
+
+    #[test]
+    fn finalize_waits_200ms_of_logical_time_after_a_quorum() {
+        let mut e = voter(3, &[1, 2, 3], 5, 1);
+        e.on_tick(1_000);
+        e.start();
+        e.on_notification(1, note(1, PeerState::Looking, 1, vote(3, 5, 1)))
+            .expect("accepted");
+        assert!(decisions(&e.on_tick(1_199)).is_empty());
+        assert_eq!(e.state(), PeerState::Looking);
+        assert_eq!(decisions(&e.on_tick(1_200)), vec![(3, 1, Role::Leading)]);
+        assert_eq!(e.state(), PeerState::Leading);
+    }
+
+    #[test]
+    fn a_better_vote_during_finalize_wins() {
+        let mut e = voter(2, &[1, 2, 3], 5, 1);
+        e.on_tick(0);
+        e.start();
+        e.on_notification(1, note(1, PeerState::Looking, 1, vote(2, 5, 1)))
+            .expect("accepted");
+        e.on_tick(100);
+        // 3 was slow; its vote arrives inside the wait and beats the quorum's.
+        let out = e
+            .on_notification(3, note(3, PeerState::Looking, 1, vote(3, 5, 1)))
+            .expect("accepted");
+        assert_eq!(sends(&out).len(), 2, "the new proposal is broadcast");
+        assert!(
+            decisions(&e.on_tick(250)).is_empty(),
+            "wait restarted at 100"
+        );
+        assert_eq!(decisions(&e.on_tick(300)), vec![(3, 1, Role::Following)]);
+    }
+
+    #[test]
+    fn silence_retransmits_with_doubling_interval_up_to_60s() {
+        let mut e = voter(1, &[1, 2, 3], 0, 0);
+        e.on_tick(0);
+        e.start();
+        let mut resent_at = Vec::new();
+        for now in (0..=400_000).step_by(10) {
+            if !e.on_tick(now).is_empty() {
+                resent_at.push(now);
+            }
+        }
+        assert_eq!(&resent_at[..5], &[200, 600, 1_400, 3_000, 6_200]);
+        let gaps: Vec<u64> = resent_at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps.iter().max(), Some(&MAX_NOTIFICATION_INTERVAL_MS));
+        assert_eq!(e.notification_timeout_ms(), MAX_NOTIFICATION_INTERVAL_MS);
+    }
+
+    #[test]
+    fn timers_started_before_the_first_tick_anchor_at_it() {
+        let mut e = voter(1, &[1, 2, 3], 0, 0);
+        e.start();
+        assert!(e.on_tick(5_000_000).is_empty());
+        assert!(e.on_tick(5_000_199).is_empty());
+        assert_eq!(sends(&e.on_tick(5_000_200)).len(), 2);
+    }
+
+    #[test]
+    fn a_decided_member_answers_looking_voters_only() {
+        let mut e = voter(3, &[1, 2, 3], 5, 1);
+        e.on_tick(0);
+        e.start();
+        e.on_notification(1, note(1, PeerState::Looking, 1, vote(3, 5, 1)))
+            .expect("accepted");
+        e.on_tick(200);
+        assert_eq!(e.state(), PeerState::Leading);
+        e.set_epoch(2);
+        let out = e
+            .on_notification(2, note(2, PeerState::Looking, 9, vote(2, 0, 0)))
+            .expect("accepted");
+        assert_eq!(
+            out,
+            vec![Out::Send {
+                to: 2,
+                notification: Notification {
+                    vote: vote(3, 5, 2),
+                    state: PeerState::Leading,
+                    sid: 3,
+                    round: 1,
+                    peer_epoch: 2,
+                }
+            }]
+        );
+        let out = e
+            .on_notification(2, note(2, PeerState::Following, 1, vote(3, 5, 2)))
+            .expect("accepted");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn following_reports_count_only_with_a_quorum_and_a_leading_leader() {
+        // 5 voters; 1 is looking after a restart, the others settled on 5 long ago.
+        let mut e = voter(1, &[1, 2, 3, 4, 5], 0, 0);
+        e.start();
+        let following = |sid| note(sid, PeerState::Following, 7, vote(5, 90, 3));
+        let leading = note(5, PeerState::Leading, 7, vote(5, 90, 3));
+        for sid in [2, 3, 4] {
+            let out = e.on_notification(sid, following(sid)).expect("accepted");
+            assert!(decisions(&out).is_empty(), "no word from the leader yet");
+        }
+        let out = e.on_notification(5, leading).expect("accepted");
+        assert_eq!(decisions(&out), vec![(5, 3, Role::Following)]);
+        assert_eq!(e.round(), 7, "adopts the ensemble's round");
+    }
+
+    #[test]
+    fn observers_neither_vote_nor_vouch() {
+        let mut e = Election::new(1, set(&[1, 2, 3]), set(&[4, 5]), 0, 0).expect("valid");
+        e.start();
+        // An observer's looking notification is not a vote, and a looking voter stays quiet.
+        let out = e
+            .on_notification(4, note(4, PeerState::Looking, 1, vote(4, 99, 99)))
+            .expect("accepted");
+        assert!(out.is_empty());
+        assert_eq!(e.vote(), vote(1, 0, 0));
+        // Observers claiming to follow 3 don't make a quorum with 3 alone.
+        for sid in [4, 5] {
+            let out = e
+                .on_notification(sid, note(sid, PeerState::Observing, 1, vote(3, 0, 0)))
+                .expect("accepted");
+            assert!(out.is_empty());
+        }
+        let out = e
+            .on_notification(3, note(3, PeerState::Leading, 1, vote(3, 0, 0)))
+            .expect("accepted");
+        assert!(decisions(&out).is_empty());
+        let out = e
+            .on_notification(2, note(2, PeerState::Following, 1, vote(3, 0, 0)))
+            .expect("accepted");
+        assert_eq!(decisions(&out), vec![(3, 0, Role::Following)]);
+    }
+
+    #[test]
+    fn observers_ignore_each_other() {
+        let mut e = Election::new(4, set(&[1, 2, 3]), set(&[4, 5]), 0, 0).expect("valid");
+        e.start();
+        let n = note(5, PeerState::Looking, 1, vote(5, 0, 0));
+        assert_eq!(e.on_notification(5, n), Err(Ignored::ObserverToObserver(5)));
+    }
+
+    // ---- a simulated ensemble --------------------------------------------------------------
+
+    /// How the simulated network treats a message.
+    #[derive(Debug, Clone, Copy)]
+    struct Faults {
+        loss: f64,
+        duplication: f64,
+        min_delay_ms: u64,
+        max_delay_ms: u64,
+    }
+
+    impl Faults {
+        fn fixed(latency_ms: u64) -> Self {
+            Faults {
+                loss: 0.0,
+                duplication: 0.0,
+                min_delay_ms: latency_ms,
+                max_delay_ms: latency_ms,
+            }
+        }
+    }
+
+    /// How long a decided member tolerates not being part of an established leader+quorum
+    /// before going back to looking. Stands in for ZAB's discovery/sync timeouts (initLimit).
+    const SYNC_TIMEOUT_MS: u64 = 2_000;
+
+    /// Many elections, one logical clock, a seeded network that loses, duplicates and reorders.
+    struct Sim {
+        nodes: BTreeMap<u64, Election>,
+        voters: BTreeSet<u64>,
+        log_position: BTreeMap<u64, (i64, u64)>,
+        now_ms: u64,
+        tick_ms: u64,
+        seq: u64,
+        /// (delivery time, sequence) -> (from, to, notification)
+        in_flight: BTreeMap<(u64, u64), (u64, u64, Notification)>,
+        rng: StdRng,
+        faults: Faults,
+        down: BTreeSet<u64>,
+        /// Partition side of each node; only same-side nodes can talk. Absent = side 0.
+        side: BTreeMap<u64, u8>,
+        /// (time, node, leader, epoch, role), in order.
+        decided: Vec<(u64, u64, u64, u64, Role)>,
+        sent: usize,
+        ignored: Vec<Ignored>,
+        /// Model the next phase: go back to looking when the decided leader has no quorum.
+        supervise: bool,
+        unhappy_since: BTreeMap<u64, u64>,
+    }
+
+    impl Sim {
+        fn new(voters: &[u64], observers: &[u64], seed: u64, tick_ms: u64) -> Self {
+            let mut sim = Sim {
+                nodes: BTreeMap::new(),
+                voters: set(voters),
+                log_position: BTreeMap::new(),
+                now_ms: 0,
+                tick_ms,
+                seq: 0,
+                in_flight: BTreeMap::new(),
+                rng: StdRng::seed_from_u64(seed),
+                faults: Faults::fixed(1),
+                down: BTreeSet::new(),
+                side: BTreeMap::new(),
+                decided: Vec::new(),
+                sent: 0,
+                ignored: Vec::new(),
+                supervise: false,
+                unhappy_since: BTreeMap::new(),
+            };
+            for &id in voters.iter().chain(observers) {
+                let e = Election::new(id, set(voters), set(observers), 0, 0).expect("valid");
+                sim.nodes.insert(id, e);
+                sim.log_position.insert(id, (0, 0));
+            }
+            sim
+        }
+
+        fn with_log(mut self, id: u64, zxid: i64, epoch: u64) -> Self {
+            self.log_position.insert(id, (zxid, epoch));
+            let e = self.nodes.get(&id).expect("member").clone();
+            let fresh = Election::new(id, e.voters, e.observers, zxid, epoch).expect("valid");
+            self.nodes.insert(id, fresh);
+            self
+        }
+
+        fn start_all(&mut self) {
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                self.start(id);
+            }
+        }
+
+        fn start(&mut self, id: u64) {
+            let now = self.now_ms;
+            let Some(e) = self.nodes.get_mut(&id) else {
+                return;
+            };
+            e.on_tick(now);
+            let out = e.start();
+            self.route(id, out);
+        }
+
+        /// Replaces `id` with a freshly built election (a restarted process) and starts it.
+        fn reboot(&mut self, id: u64, zxid: i64, epoch: u64, extra_rounds: u64) {
+            let old = self.nodes.get(&id).expect("member").clone();
+            let mut e = Election::new(id, old.voters, old.observers, zxid, epoch).expect("valid");
+            for _ in 0..extra_rounds {
+                e.start();
+            }
+            self.nodes.insert(id, e);
+            self.log_position.insert(id, (zxid, epoch));
+            self.down.remove(&id);
+            self.unhappy_since.remove(&id);
+            self.start(id);
+        }
+
+        fn crash(&mut self, id: u64) {
+            self.down.insert(id);
+        }
+
+        fn linked(&self, a: u64, b: u64) -> bool {
+            !self.down.contains(&a)
+                && !self.down.contains(&b)
+                && self.side.get(&a).copied().unwrap_or(0)
+                    == self.side.get(&b).copied().unwrap_or(0)
+        }
+
+        fn route(&mut self, from: u64, out: Vec<Out>) {
+            for o in out {
+                match o {
+                    Out::Send { to, notification } => {
+                        self.sent += 1;
+                        if !self.linked(from, to) || self.rng.gen_bool(self.faults.loss) {
+                            continue;
+                        }
+                        let copies = if self.rng.gen_bool(self.faults.duplication) {
+                            2
+                        } else {
+                            1
+                        };
+                        for _ in 0..copies {
+                            let delay = self
+                                .rng
+                                .gen_range(self.faults.min_delay_ms..=self.faults.max_delay_ms);
+                            self.seq += 1;
+                            self.in_flight
+                                .insert((self.now_ms + delay, self.seq), (from, to, notification));
+                        }
+                    }
+                    Out::Decided {
+                        leader,
+                        epoch,
+                        role,
+                    } => self.decided.push((self.now_ms, from, leader, epoch, role)),
+                }
+            }
+        }
+
+        /// One tick: deliver what is due, tick everyone, let the next phase judge.
+        fn step(&mut self) {
+            self.now_ms += self.tick_ms;
+            while let Some(entry) = self.in_flight.first_entry() {
+                if entry.key().0 > self.now_ms {
+                    break;
+                }
+                let (from, to, n) = entry.remove();
+                if !self.linked(from, to) {
+                    continue;
+                }
+                let Some(e) = self.nodes.get_mut(&to) else {
+                    continue;
+                };
+                match e.on_notification(from, n) {
+                    Ok(out) => self.route(to, out),
+                    Err(why) => self.ignored.push(why),
+                }
+            }
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                if self.down.contains(&id) {
+                    continue;
+                }
+                let now = self.now_ms;
+                let out = self
+                    .nodes
+                    .get_mut(&id)
+                    .map(|e| e.on_tick(now))
+                    .unwrap_or_default();
+                self.route(id, out);
+            }
+            if self.supervise {
+                self.supervise_step();
+            }
+            assert!(
+                self.established_leaders().len() <= 1,
+                "two established leaders"
+            );
+        }
+
+        fn role(&self, id: u64) -> Option<(u64, Role)> {
+            if self.down.contains(&id) {
+                return None;
+            }
+            self.nodes
+                .get(&id)
+                .and_then(|e| e.decided())
+                .map(|(leader, _, role)| (leader, role))
+        }
+
+        /// Leaders that a quorum of voters (reachable, itself included) follows.
+        fn established_leaders(&self) -> Vec<u64> {
+            self.voters
+                .iter()
+                .copied()
+                .filter(|&l| self.role(l) == Some((l, Role::Leading)))
+                .filter(|&l| {
+                    let backing = self
+                        .voters
+                        .iter()
+                        .filter(|&&v| self.linked(v, l))
+                        .filter(|&&v| v == l || self.role(v) == Some((l, Role::Following)))
+                        .count();
+                    backing * 2 > self.voters.len()
+                })
+                .collect()
+        }
+
+        fn supervise_step(&mut self) {
+            let established = self.established_leaders();
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                let happy = match self.role(id) {
+                    None => true,
+                    Some((leader, _)) => established.contains(&leader) && self.linked(id, leader),
+                };
+                if happy {
+                    self.unhappy_since.remove(&id);
+                    continue;
+                }
+                let since = *self.unhappy_since.entry(id).or_insert(self.now_ms);
+                if self.now_ms - since >= SYNC_TIMEOUT_MS {
+                    self.unhappy_since.remove(&id);
+                    let (zxid, epoch) = self.log_position[&id];
+                    let out = self
+                        .nodes
+                        .get_mut(&id)
+                        .map(|e| e.restart(zxid, epoch))
+                        .unwrap_or_default();
+                    self.route(id, out);
+                }
+            }
+        }
+
+        /// Exactly one leader; every reachable member of `among` follows or observes it.
+        fn agreed_leader(&self, among: &BTreeSet<u64>) -> Option<u64> {
+            let leaders: Vec<u64> = among
+                .iter()
+                .copied()
+                .filter(|&id| self.role(id).is_some_and(|(_, r)| r == Role::Leading))
+                .collect();
+            let [leader] = leaders[..] else {
+                return None;
+            };
+            let all = among.iter().all(|&id| {
+                let expected = if id == leader {
+                    Role::Leading
+                } else if self.voters.contains(&id) {
+                    Role::Following
+                } else {
+                    Role::Observing
+                };
+                self.role(id) == Some((leader, expected))
+            });
+            all.then_some(leader)
+        }
+
+        fn everyone(&self) -> BTreeSet<u64> {
+            self.nodes.keys().copied().collect()
+        }
+
+        /// Steps until `among` agrees on a leader; returns it.
+        fn run_until_agreed(&mut self, among: &BTreeSet<u64>, limit_ms: u64) -> Option<u64> {
+            let end = self.now_ms + limit_ms;
+            while self.now_ms < end {
+                self.step();
+                if let Some(leader) = self.agreed_leader(among) {
+                    return Some(leader);
+                }
+            }
+            None
+        }
+
+        fn run_for(&mut self, ms: u64) {
+            let end = self.now_ms + ms;
+            while self.now_ms < end {
+                self.step();
+            }
+        }
+    }
+
+    #[test]
+    fn all_up_the_highest_id_wins_everywhere() {
+        for n in [3u64, 5] {
+            let ids: Vec<u64> = (1..=n).collect();
+            let mut sim = Sim::new(&ids, &[], 1, 1);
+            sim.start_all();
+            assert_eq!(sim.run_until_agreed(&sim.everyone(), 10_000), Some(n));
+            for (_, node, leader, epoch, _) in &sim.decided {
+                assert_eq!(
+                    (*leader, *epoch),
+                    (n, 0),
+                    "node {node} decided consistently"
+                );
+            }
+            assert_eq!(sim.decided.len() as u64, n, "each decided exactly once");
+            assert!(sim.ignored.is_empty(), "{:?}", sim.ignored);
+        }
+    }
+
+    #[test]
+    fn the_most_recent_log_wins_even_with_a_low_id() {
+        let mut sim = Sim::new(&[1, 2, 3, 4, 5], &[], 1, 1)
+            .with_log(1, 0x1_0000_0010, 1)
+            .with_log(2, 0x1_0000_0009, 1)
+            .with_log(5, 0x1_0000_0009, 1);
+        sim.start_all();
+        assert_eq!(sim.run_until_agreed(&sim.everyone(), 10_000), Some(1));
+        // A higher epoch beats a longer log of an older epoch.
+        let mut sim = Sim::new(&[1, 2, 3], &[], 1, 1)
+            .with_log(1, 0x1_0000_0100, 1)
+            .with_log(2, 0x2_0000_0001, 2);
+        sim.start_all();
+        assert_eq!(sim.run_until_agreed(&sim.everyone(), 10_000), Some(2));
+        assert!(sim.decided.iter().all(|d| d.3 == 2), "decided on epoch 2");
+    }
+
+    #[test]
+    fn everyone_up_decides_within_finalize_wait_and_two_exchanges() {
+        const LATENCY_MS: u64 = 5;
+        for n in [3u64, 5, 7] {
+            let ids: Vec<u64> = (1..=n).collect();
+            let mut sim = Sim::new(&ids, &[], 1, 1);
+            sim.faults = Faults::fixed(LATENCY_MS);
+            sim.start_all();
+            assert_eq!(sim.run_until_agreed(&sim.everyone(), 10_000), Some(n));
+            let last = sim.decided.iter().map(|d| d.0).max().expect("decisions");
+            assert!(
+                last <= FINALIZE_WAIT_MS + 2 * LATENCY_MS + 1,
+                "{n} voters took {last} ms"
+            );
+            // Own vote, then at most one better vote per other voter: no retransmissions.
+            let bound = (n * (n - 1) * n) as usize;
+            assert!(sim.sent <= bound, "{n} voters sent {} > {bound}", sim.sent);
+            assert!(sim.nodes.values().all(|e| e.round() == 1), "one round");
+        }
+    }
+
+    #[test]
+    fn a_restarted_member_joins_the_established_leader() {
+        // Fresh process in round 1 (same as the others) and one that went round 6 times.
+        for extra_rounds in [0, 5] {
+            let mut sim = Sim::new(&[1, 2, 3, 4, 5], &[], 7, 1);
+            sim.faults = Faults::fixed(2);
+            sim.start_all();
+            assert_eq!(sim.run_until_agreed(&sim.everyone(), 10_000), Some(5));
+            // The new leader establishes epoch 1 (discovery), everyone records it.
+            for e in sim.nodes.values_mut() {
+                e.set_epoch(1);
+            }
+            sim.crash(2);
+            sim.run_for(1_000);
+            let before = sim.decided.len();
+            let restarted_at = sim.now_ms;
+            // Even with a longer log than the leader it joins rather than disrupt.
+            sim.reboot(2, 0x1_0000_0100, 1, extra_rounds);
+            assert_eq!(sim.run_until_agreed(&sim.everyone(), 10_000), Some(5));
+            let after = &sim.decided[before..];
+            assert_eq!(
+                after.len(),
+                1,
+                "only the restarted member decided: {after:?}"
+            );
+            let (at, node, leader, epoch, role) = after[0];
+            assert_eq!((node, leader, epoch, role), (2, 5, 1, Role::Following));
+            assert!(
+                at - restarted_at < FINALIZE_WAIT_MS,
+                "joined at once, took {}",
+                at - restarted_at
+            );
+        }
+    }
+
+    #[test]
+    fn losing_the_leader_elects_the_next_best() {
+        let mut sim = Sim::new(&[1, 2, 3], &[4], 3, 5);
+        sim.supervise = true;
+        sim.start_all();
+        assert_eq!(sim.run_until_agreed(&sim.everyone(), 10_000), Some(3));
+        sim.crash(3);
+        let alive = set(&[1, 2, 4]);
+        assert_eq!(sim.run_until_agreed(&alive, 60_000), Some(2));
+        sim.reboot(3, 0, 0, 0);
+        assert_eq!(sim.run_until_agreed(&sim.everyone(), 60_000), Some(2));
+    }
+
+    #[test]
+    fn observers_learn_the_leader_but_never_count() {
+        let mut sim = Sim::new(&[1, 2, 3], &[4, 5], 11, 5);
+        sim.start_all();
+        assert_eq!(sim.run_until_agreed(&sim.everyone(), 60_000), Some(3));
+        assert!(sim
+            .decided
+            .iter()
+            .any(|d| d.1 == 4 && d.4 == Role::Observing));
+
+        // One voter and two observers are a majority of processes but not of voters.
+        let mut sim = Sim::new(&[1, 2, 3], &[4, 5], 11, 5);
+        sim.crash(1);
+        sim.crash(2);
+        sim.start_all();
+        sim.run_for(300_000);
+        assert!(sim.decided.is_empty(), "{:?}", sim.decided);
+        assert!(sim.nodes.values().all(|e| e.state() == PeerState::Looking));
+    }
+
+    #[test]
+    fn a_minority_partition_never_decides() {
+        // The two best candidates are cut off together.
+        let mut sim = Sim::new(&[1, 2, 3, 4, 5], &[6], 5, 5);
+        sim.supervise = true;
+        for id in [4, 5] {
+            sim.side.insert(id, 1);
+        }
+        sim.start_all();
+        let majority = set(&[1, 2, 3, 6]);
+        assert_eq!(sim.run_until_agreed(&majority, 60_000), Some(3));
+        sim.run_for(600_000);
+        assert!(
+            sim.decided.iter().all(|d| d.1 != 4 && d.1 != 5),
+            "minority decided: {:?}",
+            sim.decided
+        );
+        // Healing lets the minority join the majority's leader instead of taking over.
+        sim.side.clear();
+        let before = sim.decided.len();
+        assert_eq!(sim.run_until_agreed(&sim.everyone(), 120_000), Some(3));
+        let joined: BTreeSet<u64> = sim.decided[before..].iter().map(|d| d.1).collect();
+        assert_eq!(joined, set(&[4, 5]));
+
+        // Three voters, one alone.
+        let mut sim = Sim::new(&[1, 2, 3], &[], 5, 5);
+        sim.side.insert(3, 1);
+        sim.start_all();
+        assert_eq!(sim.run_until_agreed(&set(&[1, 2]), 60_000), Some(2));
+        sim.run_for(300_000);
+        assert!(sim.decided.iter().all(|d| d.1 != 3));
+    }
+
+    /// Chaos (loss, duplication, reordering, partitions, crashes with fresh restarts), then a
+    /// healthy network: a single leader everyone agrees on, which then stays.
+    fn chaos_then_heal(voters: &[u64], observers: &[u64], seed: u64) -> Result<(), String> {
+        let mut sim = Sim::new(voters, observers, seed, 10);
+        sim.supervise = true;
+        sim.faults = Faults {
+            loss: 0.3,
+            duplication: 0.2,
+            min_delay_ms: 1,
+            max_delay_ms: 400,
+        };
+        let ids: Vec<u64> = sim.nodes.keys().copied().collect();
+        sim.start_all();
+        for _ in 0..40 {
+            sim.run_for(250);
+            match sim.rng.gen_range(0..10) {
+                0 | 1 => {
+                    for &id in &ids {
+                        let side = sim.rng.gen_range(0..2);
+                        sim.side.insert(id, side);
+                    }
+                }
+                2 => sim.side.clear(),
+                3 => {
+                    let id = ids[sim.rng.gen_range(0..ids.len())];
+                    sim.crash(id);
+                }
+                4 => {
+                    let crashed: Vec<u64> = sim.down.iter().copied().collect();
+                    for id in crashed {
+                        let (zxid, epoch) = sim.log_position[&id];
+                        let rounds = sim.rng.gen_range(0..3);
+                        sim.reboot(id, zxid, epoch, rounds);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Heal: no loss, no partitions, everyone up. Duplication and reordering stay.
+        sim.faults = Faults {
+            loss: 0.0,
+            duplication: 0.1,
+            min_delay_ms: 1,
+            max_delay_ms: 50,
+        };
+        sim.side.clear();
+        let crashed: Vec<u64> = sim.down.iter().copied().collect();
+        for id in crashed {
+            let (zxid, epoch) = sim.log_position[&id];
+            sim.reboot(id, zxid, epoch, 0);
+        }
+        let healed_at = sim.now_ms;
+        let everyone = sim.everyone();
+        let leader = sim
+            .run_until_agreed(&everyone, 300_000)
+            .ok_or_else(|| format!("no agreement 300 s after healing at {healed_at} ms"))?;
+        sim.run_for(3 * SYNC_TIMEOUT_MS);
+        if sim.agreed_leader(&everyone) != Some(leader) {
+            return Err(format!("leader {leader} did not stay"));
+        }
+        if !sim.ignored.is_empty() {
+            return Err(format!("ignored notifications: {:?}", sim.ignored));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn seeded_chaos_converges_to_one_leader_with_3_voters() {
+        for seed in 0..40 {
+            if let Err(why) = chaos_then_heal(&[1, 2, 3], &[4], seed) {
+                panic!("seed {seed}: {why}");
+            }
+        }
+    }
+
+    #[test]
+    fn seeded_chaos_converges_to_one_leader_with_5_voters() {
+        for seed in 1_000..1_040 {
+            if let Err(why) = chaos_then_heal(&[1, 2, 3, 4, 5], &[6], seed) {
+                panic!("seed {seed}: {why}");
+            }
+        }
     }
 }
