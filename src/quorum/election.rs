@@ -965,7 +965,12 @@ mod tests {
         // 5 voters; 1 is looking after a restart, the others settled on 5 long ago.
         let mut e = voter(1, &[1, 2, 3, 4, 5], 0, 0);
         e.start();
-        let following = |sid| note(sid, PeerState::Following, 7, vote(5, 90, 3));
+        // Members that joined at different times report different rounds and zxids for the
+        // same (leader, epoch); that is still agreement.
+        let following = |sid: u64| {
+            let (round, zxid) = (7 + sid, 90 - sid as i64);
+            note(sid, PeerState::Following, round, vote(5, zxid, 3))
+        };
         let leading = note(5, PeerState::Leading, 7, vote(5, 90, 3));
         for sid in [2, 3, 4] {
             let out = e.on_notification(sid, following(sid)).expect("accepted");
@@ -974,6 +979,43 @@ mod tests {
         let out = e.on_notification(5, leading).expect("accepted");
         assert_eq!(decisions(&out), vec![(5, 3, Role::Following)]);
         assert_eq!(e.round(), 7, "adopts the ensemble's round");
+    }
+
+    #[test]
+    fn nobody_follows_a_leader_that_is_looking_again() {
+        // 5 crashed and restarted; 2, 3 and 4 have not noticed yet and still follow it.
+        let mut e = voter(1, &[1, 2, 3, 4, 5], 0, 0);
+        e.start();
+        let old = vote(5, 0, 0);
+        let out = e
+            .on_notification(5, note(5, PeerState::Looking, 1, old))
+            .expect("accepted");
+        assert_eq!(sends(&out).len(), 4, "adopts 5 as its proposal");
+        for sid in [2, 3, 4] {
+            let out = e
+                .on_notification(sid, note(sid, PeerState::Following, 1, old))
+                .expect("accepted");
+            assert!(decisions(&out).is_empty(), "5 is not leading");
+        }
+        assert_eq!(e.state(), PeerState::Looking);
+    }
+
+    #[test]
+    fn half_of_an_even_ensemble_is_not_a_quorum() {
+        let mut e = voter(2, &[1, 2, 3, 4], 0, 0);
+        e.on_tick(0);
+        e.start();
+        e.on_notification(1, note(1, PeerState::Looking, 1, vote(2, 0, 0)))
+            .expect("accepted");
+        for now in (0..100_000).step_by(10) {
+            assert!(decisions(&e.on_tick(now)).is_empty(), "decided at {now}");
+        }
+        e.on_notification(3, note(3, PeerState::Looking, 1, vote(2, 0, 0)))
+            .expect("accepted");
+        assert_eq!(
+            decisions(&e.on_tick(100_000 + FINALIZE_WAIT_MS)),
+            vec![(2, 0, Role::Leading)]
+        );
     }
 
     #[test]
