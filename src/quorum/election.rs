@@ -19,6 +19,15 @@
 //! (ZooKeeper's `outofelection` set and `checkLeader`), so a restarted member joins the existing
 //! leader instead of forcing a new election, and nobody keeps electing a crashed leader.
 //!
+//! **Driving it.** Build one [`Election`] per peer for the life of the process. Call
+//! [`Election::start`] at boot, [`Election::on_tick`] every few milliseconds (the tick period
+//! bounds how late a timer fires), decode each frame with [`Notification::decode`] and pass it
+//! to [`Election::on_notification`] (an `Err` is a typed reason to log and drop, never a
+//! failure). Keep feeding notifications after [`Out::Decided`]: that is how looking peers
+//! learn the leader. After discovery established a new epoch, call [`Election::set_epoch`];
+//! when the peer gives up its role (leader lost, no quorum of followers), call
+//! [`Election::restart`] with the log position it has then.
+//!
 //! **Observers** never vote: their notifications are answered but never counted, they propose
 //! nobody, and they decide only from the Following/Leading replies of voters, as above.
 //!
