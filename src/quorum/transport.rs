@@ -71,7 +71,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Version of this transport's framing and handshake. Peers must agree exactly.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -339,11 +339,16 @@ impl<M: Message + Default + Send + 'static> PeerNetwork<M> {
             peers = shared.peers.len(),
             "peer transport listening"
         );
-        tokio::spawn(accept_loop(shared.clone(), listener, done_tx.clone()));
+        // Every log line of this network's tasks says whose it is.
+        let span = info_span!("peer_transport", me = shared.config.my_id);
+        tokio::spawn(
+            accept_loop(shared.clone(), listener, done_tx.clone()).instrument(span.clone()),
+        );
         for peer in shared.peers.values() {
             // The higher id dials; see the module docs.
             if peer.id < shared.config.my_id {
-                tokio::spawn(dial_loop(shared.clone(), peer.id, done_tx.clone()));
+                let dial = dial_loop(shared.clone(), peer.id, done_tx.clone());
+                tokio::spawn(dial.instrument(span.clone()));
             }
         }
 
@@ -525,15 +530,15 @@ impl<M> Shared<M> {
         }
         if hello.protocol_version != PROTOCOL_VERSION {
             return Err(format!(
-                "server {} speaks peer protocol version {}, this member speaks {}",
-                hello.sender_id, hello.protocol_version, PROTOCOL_VERSION
+                "peer protocol version mismatch: server {} speaks {}, server {} speaks {}",
+                hello.sender_id, hello.protocol_version, self.config.my_id, PROTOCOL_VERSION
             ));
         }
         if hello.cluster_id != self.config.cluster_id {
             return Err(format!(
-                "server {} belongs to cluster {:?}, this member to {:?}; is it configured for \
-                 another ensemble?",
-                hello.sender_id, hello.cluster_id, self.config.cluster_id
+                "cluster identity mismatch: server {} is in {:?}, server {} in {:?}; is one of \
+                 them configured for another ensemble?",
+                hello.sender_id, hello.cluster_id, self.config.my_id, self.config.cluster_id
             ));
         }
         Ok(())
@@ -544,14 +549,17 @@ impl<M> Shared<M> {
         self.check_common(hello)?;
         let id = hello.sender_id;
         if id == self.config.my_id {
-            return Err(format!("server {id} claims this member's own id"));
+            return Err(format!("server {id} claims the id of the server it dialed"));
         }
         if !self.peers.contains_key(&id) {
-            return Err(format!("server {id} is not in this member's configuration"));
+            return Err(format!(
+                "server {id} is not in the configuration of server {}",
+                self.config.my_id
+            ));
         }
         if id < self.config.my_id {
             return Err(format!(
-                "server {id} has a lower id than this member ({}); only the higher id dials",
+                "server {id} dialed server {}, but only the higher id dials",
                 self.config.my_id
             ));
         }
@@ -661,7 +669,7 @@ async fn accept_loop<M: Message + Default + Send + 'static>(
         };
         let shared = shared.clone();
         let done = done.clone();
-        tokio::spawn(async move {
+        let connection = async move {
             let _done = done;
             let _ = stream.set_nodelay(true);
             let handshake = tokio::time::timeout(
@@ -684,7 +692,8 @@ async fn accept_loop<M: Message + Default + Send + 'static>(
                 Err(ConnError::Shutdown) => {}
                 Err(e) => warn!(%addr, error = %e, "peer handshake failed"),
             }
-        });
+        };
+        tokio::spawn(connection.in_current_span());
     }
 }
 
@@ -866,5 +875,510 @@ async fn write_loop<M: Message>(peer: &Peer<M>, mut writer: OwnedWriteHalf) -> s
             // Do not keep a huge buffer around after a burst of large messages.
             buf = BytesMut::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use tokio::io::AsyncReadExt;
+    use tokio_util::codec::Decoder;
+
+    /// The test protocol message.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Ping {
+        #[prost(uint64, tag = "1")]
+        from: u64,
+        #[prost(uint64, tag = "2")]
+        seq: u64,
+        #[prost(string, tag = "3")]
+        note: String,
+    }
+
+    fn ping(from: u64, seq: u64) -> Ping {
+        Ping {
+            from,
+            seq,
+            note: String::new(),
+        }
+    }
+
+    /// Logs go to the test's captured output, shown when it fails.
+    fn init_logs() {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_max_level(tracing::Level::DEBUG)
+            .try_init();
+    }
+
+    /// Generous bound on anything we wait for; only reached when a test is failing.
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// `n` loopback addresses with ports that were free a moment ago.
+    fn free_addrs(n: usize) -> Vec<SocketAddr> {
+        let listeners: Vec<_> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+    }
+
+    fn config(id: u64, members: &[(u64, SocketAddr)], cluster: &str) -> TransportConfig {
+        let listen = members.iter().find(|(i, _)| *i == id).unwrap().1;
+        let mut c = TransportConfig::new(id, listen, members.iter().copied().collect(), cluster);
+        // Keep reconnects quick so tests converge fast; the doubling is the same.
+        c.reconnect_backoff_max = Duration::from_millis(200);
+        c
+    }
+
+    fn members(addrs: &[SocketAddr]) -> Vec<(u64, SocketAddr)> {
+        addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, *a))
+            .collect()
+    }
+
+    async fn start_cluster(n: usize) -> (Vec<(u64, SocketAddr)>, Vec<PeerNetwork<Ping>>) {
+        let m = members(&free_addrs(n));
+        let mut nets = Vec::new();
+        for &(id, _) in &m {
+            nets.push(PeerNetwork::start(config(id, &m, "test")).await.unwrap());
+        }
+        (m, nets)
+    }
+
+    /// Polls `cond` until it holds; panics after `PATIENCE`.
+    async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn recv_one(net: &PeerNetwork<Ping>) -> (u64, Ping) {
+        tokio::time::timeout(PATIENCE, net.recv())
+            .await
+            .expect("timed out waiting for a message")
+            .expect("network shut down")
+    }
+
+    /// Sends fresh probes from `from` to `to` until one arrives; other messages are skipped.
+    /// Proves the link works without assuming when it (re)connected.
+    async fn probe(from: &PeerNetwork<Ping>, to: &PeerNetwork<Ping>) {
+        static NONCE: AtomicU64 = AtomicU64::new(1_000_000);
+        let first = NONCE.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no probe from {} reached {}",
+                from.my_id(),
+                to.my_id()
+            );
+            let seq = NONCE.fetch_add(1, Ordering::Relaxed);
+            from.send(to.my_id(), ping(from.my_id(), seq)).unwrap();
+            let poll_until = Instant::now() + Duration::from_millis(100);
+            while let Ok(Some((sender, msg))) =
+                tokio::time::timeout_at(poll_until.into(), to.recv()).await
+            {
+                if sender == from.my_id() && msg.seq >= first {
+                    assert_eq!(msg.from, sender);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn probe_all(nets: &[&PeerNetwork<Ping>]) {
+        for a in nets {
+            for b in nets {
+                if a.my_id() != b.my_id() {
+                    probe(a, b).await;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frames_are_what_length_delimited_codec_reads() {
+        let msg = ping(7, 42);
+        let mut buf = BytesMut::new();
+        put_frame(&mut buf, &msg);
+        put_frame(&mut buf, &Ping::default());
+        let mut codec = LengthDelimitedCodec::new();
+        let first = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(Ping::decode(first.freeze()).unwrap(), msg);
+        let second = codec.decode(&mut buf).unwrap().unwrap();
+        assert!(second.is_empty());
+        assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn three_members_exchange_all_to_all_in_order() {
+        init_logs();
+        let (_, nets) = start_cluster(3).await;
+        // Sent before any connection exists: the lower ids' messages wait in their queues.
+        for a in &nets {
+            for b in &nets {
+                if a.my_id() != b.my_id() {
+                    for seq in 0..50 {
+                        a.send(b.my_id(), ping(a.my_id(), seq)).unwrap();
+                    }
+                }
+            }
+        }
+        for b in &nets {
+            let mut next: HashMap<u64, u64> = HashMap::new();
+            for _ in 0..100 {
+                let (from, msg) = recv_one(b).await;
+                assert_eq!(from, msg.from);
+                let expected = next.entry(from).or_insert(0);
+                assert_eq!(msg.seq, *expected, "messages from {from} out of order");
+                *expected += 1;
+            }
+            let senders: BTreeSet<u64> = next.keys().copied().collect();
+            let others: BTreeSet<u64> = (1..=3).filter(|&i| i != b.my_id()).collect();
+            assert_eq!(senders, others);
+            assert!(next.values().all(|&n| n == 50));
+        }
+        for net in &nets {
+            for s in net.stats() {
+                assert!(s.connected, "{} -> {}", net.my_id(), s.id);
+                assert_eq!(s.connects, 1, "one connection per pair");
+                assert_eq!(s.messages_received, 50);
+                assert_eq!(s.messages_dropped, 0);
+                assert!(s.last_heard.is_some());
+            }
+        }
+        wait_until("all queued messages written", || {
+            nets.iter()
+                .all(|n| n.stats().iter().all(|s| s.messages_sent == 50))
+        })
+        .await;
+        for net in &nets {
+            net.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn restarted_member_is_reconnected_on_the_same_port() {
+        init_logs();
+        let (m, mut nets) = start_cluster(3).await;
+        probe_all(&nets.iter().collect::<Vec<_>>()).await;
+
+        let two = nets.remove(1);
+        two.shutdown().await;
+        drop(two);
+        wait_until("1 and 3 to notice 2 is gone", || {
+            nets.iter().all(|n| !n.peer_stats(2).unwrap().connected)
+        })
+        .await;
+
+        let two = PeerNetwork::start(config(2, &m, "test")).await.unwrap();
+        assert_eq!(two.local_addr(), m[1].1);
+        probe_all(&[&nets[0], &two, &nets[1]]).await;
+        for n in &nets {
+            assert!(n.peer_stats(2).unwrap().connects >= 2);
+        }
+        two.shutdown().await;
+        for n in &nets {
+            n.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn member_of_another_cluster_is_refused() {
+        init_logs();
+        let m = members(&free_addrs(3));
+        let one = PeerNetwork::<Ping>::start(config(1, &m, "alpha"))
+            .await
+            .unwrap();
+        let two = PeerNetwork::<Ping>::start(config(2, &m, "beta"))
+            .await
+            .unwrap();
+        wait_until("both sides to count the refusal", || {
+            one.peer_stats(2).unwrap().handshakes_refused >= 1
+                && two.peer_stats(1).unwrap().handshakes_refused >= 1
+        })
+        .await;
+        two.send(1, ping(2, 1)).unwrap();
+        one.send(2, ping(1, 1)).unwrap();
+
+        // A correctly configured member still gets in, and the stray never did.
+        let three = PeerNetwork::<Ping>::start(config(3, &m, "alpha"))
+            .await
+            .unwrap();
+        probe(&three, &one).await;
+        probe(&one, &three).await;
+        assert!(one.try_recv().is_none());
+        for s in [one.peer_stats(2).unwrap(), two.peer_stats(1).unwrap()] {
+            assert!(!s.connected);
+            assert_eq!(s.connects, 0);
+            assert_eq!(s.messages_received, 0);
+        }
+        for n in [one, two, three] {
+            n.shutdown().await;
+        }
+    }
+
+    /// Writes one frame on a raw socket.
+    async fn write_raw_frame(stream: &mut TcpStream, body: &[u8]) {
+        let mut buf = BytesMut::new();
+        buf.put_u32(body.len() as u32);
+        buf.put_slice(body);
+        stream.write_all(&buf).await.unwrap();
+    }
+
+    /// Reads until the other side closes; panics if it does not.
+    async fn expect_closed(stream: &mut TcpStream) {
+        let mut buf = [0u8; 1024];
+        let closed = async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, closed)
+            .await
+            .expect("connection was not closed");
+    }
+
+    #[tokio::test]
+    async fn garbage_frame_closes_only_that_connection() {
+        init_logs();
+        let addrs = free_addrs(3);
+        let (a1, a2, a9) = (addrs[0], addrs[1], addrs[2]);
+        // Server 9 is configured on member 1 but is played by a raw socket below.
+        let one = PeerNetwork::<Ping>::start(config(1, &[(1, a1), (2, a2), (9, a9)], "test"))
+            .await
+            .unwrap();
+        let two = PeerNetwork::<Ping>::start(config(2, &[(1, a1), (2, a2)], "test"))
+            .await
+            .unwrap();
+        probe_all(&[&one, &two]).await;
+
+        // A well-behaved hello, then a frame that is not a protocol message.
+        let mut fake = TcpStream::connect(a1).await.unwrap();
+        let hello = Hello {
+            magic: HELLO_MAGIC,
+            protocol_version: PROTOCOL_VERSION,
+            sender_id: 9,
+            cluster_id: "test".into(),
+            refusal: String::new(),
+        };
+        write_raw_frame(&mut fake, &hello.encode_to_vec()).await;
+        let len = fake.read_u32().await.unwrap() as usize;
+        let mut body = vec![0; len];
+        fake.read_exact(&mut body).await.unwrap();
+        let reply = Hello::decode(&body[..]).unwrap();
+        assert_eq!((reply.sender_id, reply.refusal.as_str()), (1, ""));
+        wait_until("9 to be connected", || one.peer_stats(9).unwrap().connected).await;
+        write_raw_frame(&mut fake, &[0xff; 10]).await;
+        expect_closed(&mut fake).await;
+        wait_until("9 to be disconnected", || {
+            !one.peer_stats(9).unwrap().connected
+        })
+        .await;
+
+        // Garbage instead of a hello, and a length over the frame limit.
+        let mut fake = TcpStream::connect(a1).await.unwrap();
+        write_raw_frame(&mut fake, b"ruok, not a hello").await;
+        expect_closed(&mut fake).await;
+        let mut fake = TcpStream::connect(a1).await.unwrap();
+        fake.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+            .await
+            .unwrap();
+        expect_closed(&mut fake).await;
+
+        // The real peer's connection was never disturbed.
+        probe_all(&[&one, &two]).await;
+        assert_eq!(one.peer_stats(2).unwrap().connects, 1);
+        assert!(one.peer_stats(2).unwrap().connected);
+        one.shutdown().await;
+        two.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_oldest_while_peer_is_down() {
+        init_logs();
+        let m = members(&free_addrs(2));
+        let mut c = config(1, &m, "test");
+        c.send_queue_len = 4;
+        c.max_frame_bytes = 1024;
+        let one = PeerNetwork::<Ping>::start(c).await.unwrap();
+
+        // Peer 2 is not running: sends return at once and the oldest are dropped.
+        let outcomes: Vec<_> = (0..100)
+            .map(|seq| one.send(2, ping(1, seq)).unwrap())
+            .collect();
+        assert!(outcomes[..4].iter().all(|o| *o == SendOutcome::Queued));
+        assert!(outcomes[4..]
+            .iter()
+            .all(|o| *o == SendOutcome::DroppedOldest));
+        let s = one.peer_stats(2).unwrap();
+        assert_eq!((s.connected, s.queued, s.messages_dropped), (false, 4, 96));
+        assert_eq!(one.messages_dropped(), 96);
+
+        assert!(matches!(
+            one.send(5, ping(1, 0)),
+            Err(TransportError::UnknownPeer(5))
+        ));
+        let big = Ping {
+            note: "x".repeat(2000),
+            ..ping(1, 0)
+        };
+        assert!(matches!(
+            one.send(2, big),
+            Err(TransportError::MessageTooLarge { .. })
+        ));
+
+        // When 2 comes up it gets the newest four, in order.
+        let two = PeerNetwork::<Ping>::start(config(2, &m, "test"))
+            .await
+            .unwrap();
+        let mut seqs = Vec::new();
+        for _ in 0..4 {
+            let (from, msg) = recv_one(&two).await;
+            assert_eq!(from, 1);
+            seqs.push(msg.seq);
+        }
+        assert_eq!(seqs, [96, 97, 98, 99]);
+        one.shutdown().await;
+        two.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_prompt_and_the_port_is_reusable() {
+        init_logs();
+        let (m, nets) = start_cluster(3).await;
+        probe_all(&nets.iter().collect::<Vec<_>>()).await;
+
+        // A pending `recv` is woken by shutdown, and shutdown waits for every task.
+        let (got, ()) = tokio::time::timeout(PATIENCE, async {
+            tokio::join!(nets[0].recv(), nets[0].shutdown())
+        })
+        .await
+        .expect("shutdown hung");
+        assert!(got.is_none());
+        assert!(matches!(
+            nets[0].send(2, ping(1, 0)),
+            Err(TransportError::Shutdown)
+        ));
+        wait_until("2 and 3 to see 1 close", || {
+            nets[1..]
+                .iter()
+                .all(|n| !n.peer_stats(1).unwrap().connected)
+        })
+        .await;
+
+        let one = PeerNetwork::start(config(1, &m, "test")).await.unwrap();
+        probe_all(&[&one, &nets[1], &nets[2]]).await;
+        for n in [&one, &nets[1], &nets[2]] {
+            tokio::time::timeout(PATIENCE, n.shutdown())
+                .await
+                .expect("shutdown hung");
+        }
+    }
+
+    /// A TCP proxy that can cut the link, for partition tests.
+    struct Proxy {
+        addr: SocketAddr,
+        cut: Arc<AtomicBool>,
+        /// Cancelled to kill the connections currently relayed.
+        links: Arc<Mutex<CancellationToken>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Proxy {
+        async fn start(target: SocketAddr) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let cut = Arc::new(AtomicBool::new(false));
+            let links = Arc::new(Mutex::new(CancellationToken::new()));
+            let (cut2, links2) = (cut.clone(), links.clone());
+            let task = tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut2.load(Ordering::SeqCst) {
+                        continue; // dropped: the dialer sees the connection close
+                    }
+                    let token = links2.lock().unwrap().clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = token.cancelled() => {}
+                        }
+                    });
+                }
+            });
+            Proxy {
+                addr,
+                cut,
+                links,
+                task,
+            }
+        }
+
+        fn partition(&self) {
+            self.cut.store(true, Ordering::SeqCst);
+            let mut links = self.links.lock().unwrap();
+            links.cancel();
+            *links = CancellationToken::new();
+        }
+
+        fn heal(&self) {
+            self.cut.store(false, Ordering::SeqCst);
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.task.abort();
+            self.links.lock().unwrap().cancel();
+        }
+    }
+
+    #[tokio::test]
+    async fn partition_through_a_proxy_heals_and_disconnect_reconnects() {
+        init_logs();
+        let m = members(&free_addrs(2));
+        let proxy = Proxy::start(m[0].1).await;
+        let one = PeerNetwork::<Ping>::start(config(1, &m, "test"))
+            .await
+            .unwrap();
+        // Member 2 dials member 1 through the proxy.
+        let two = PeerNetwork::<Ping>::start(config(2, &[(1, proxy.addr), m[1]], "test"))
+            .await
+            .unwrap();
+        probe_all(&[&one, &two]).await;
+
+        proxy.partition();
+        wait_until("both sides to see the partition", || {
+            !one.peer_stats(2).unwrap().connected && !two.peer_stats(1).unwrap().connected
+        })
+        .await;
+        one.send(2, ping(1, 7)).unwrap();
+        assert!(one.peer_stats(2).unwrap().queued >= 1);
+        proxy.heal();
+        probe_all(&[&one, &two]).await;
+        assert!(one.peer_stats(2).unwrap().connects >= 2);
+
+        // The lower id drops the link; the higher id redials.
+        let before = one.peer_stats(2).unwrap().connects;
+        one.disconnect(2).unwrap();
+        wait_until("2 to redial", || {
+            let s = one.peer_stats(2).unwrap();
+            s.connected && s.connects > before
+        })
+        .await;
+        probe_all(&[&one, &two]).await;
+        one.shutdown().await;
+        two.shutdown().await;
     }
 }
