@@ -68,7 +68,7 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -275,6 +275,8 @@ struct Shared<M> {
     shutdown: CancellationToken,
     epoch: Instant,
     next_generation: AtomicU64,
+    /// Bumped whenever any peer connects or disconnects.
+    link_changes: watch::Sender<u64>,
 }
 
 /// The peer network of one member. See the module docs.
@@ -330,6 +332,7 @@ impl<M: Message + Default + Send + 'static> PeerNetwork<M> {
             shutdown: CancellationToken::new(),
             epoch: Instant::now(),
             next_generation: AtomicU64::new(1),
+            link_changes: watch::Sender::new(0),
         });
         let (done_tx, done_rx) = mpsc::channel(1);
 
@@ -372,6 +375,10 @@ impl<M: Message + Default + Send + 'static> PeerNetwork<M> {
 
     /// Queues `msg` for peer `to`. Never blocks and never waits for a connection: when the
     /// peer's queue is full the oldest queued message is dropped and counted.
+    ///
+    /// A drop leaves a hole in the stream that peer sees, so a caller that relies on gap-free
+    /// delivery (ZAB proposals) must treat [`SendOutcome::DroppedOldest`] like a lost link and
+    /// re-sync that peer, or size `send_queue_len` above its window of unacknowledged messages.
     pub fn send(&self, to: u64, msg: M) -> Result<SendOutcome, TransportError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(TransportError::Shutdown);
@@ -460,6 +467,15 @@ impl<M: Message + Default + Send + 'static> PeerNetwork<M> {
             .collect();
         all.sort_by_key(|s| s.id);
         all
+    }
+
+    /// A receiver that changes whenever any peer connects or disconnects. The transport
+    /// reconnects on its own, so a protocol layer that must react to a lost link (a leader
+    /// re-syncing a follower, say) waits on this and compares [`PeerStats::connects`] and
+    /// [`PeerStats::connected`] with what it saw last: a higher `connects` means a new
+    /// connection, and messages in flight on the old one may have been lost.
+    pub fn link_changes(&self) -> watch::Receiver<u64> {
+        self.shared.link_changes.subscribe()
     }
 
     /// Total messages dropped from full outbound queues, over all peers.
@@ -581,6 +597,7 @@ impl<M> Shared<M> {
         }
         peer.connected.store(true, Ordering::Relaxed);
         peer.connects.fetch_add(1, Ordering::Relaxed);
+        self.link_changes.send_modify(|n| *n += 1);
         (generation, token)
     }
 
@@ -590,6 +607,7 @@ impl<M> Shared<M> {
         if matches!(current.as_ref(), Some((g, _)) if *g == generation) {
             *current = None;
             peer.connected.store(false, Ordering::Relaxed);
+            self.link_changes.send_modify(|n| *n += 1);
         }
     }
 }
@@ -761,8 +779,11 @@ async fn dial_loop<M: Message + Default + Send + 'static>(
                             warn!(peer = id, addr = %peer.addr, "peer handshake: {text}");
                         }
                     }
-                    // A peer that is down is normal during start-up and restarts.
-                    _ => debug!(peer = id, addr = %peer.addr, error = %text, "cannot reach peer"),
+                    // A peer that is down is normal during start-up and restarts: say so once.
+                    _ if repeated => {
+                        debug!(peer = id, addr = %peer.addr, error = %text, "cannot reach peer")
+                    }
+                    _ => info!(peer = id, addr = %peer.addr, error = %text, "cannot reach peer"),
                 }
                 last_error = Some(text);
             }
@@ -1068,6 +1089,8 @@ mod tests {
         let (m, mut nets) = start_cluster(3).await;
         probe_all(&nets.iter().collect::<Vec<_>>()).await;
 
+        let mut links = nets[0].link_changes();
+        links.mark_unchanged();
         let two = nets.remove(1);
         two.shutdown().await;
         drop(two);
@@ -1076,8 +1099,15 @@ mod tests {
         })
         .await;
 
+        assert!(links.has_changed().unwrap(), "the lost link was announced");
+        links.mark_unchanged();
+
         let two = PeerNetwork::start(config(2, &m, "test")).await.unwrap();
         assert_eq!(two.local_addr(), m[1].1);
+        tokio::time::timeout(PATIENCE, links.changed())
+            .await
+            .expect("the new link was not announced")
+            .unwrap();
         probe_all(&[&nets[0], &two, &nets[1]]).await;
         for n in &nets {
             assert!(n.peer_stats(2).unwrap().connects >= 2);
