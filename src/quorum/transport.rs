@@ -121,6 +121,9 @@ pub struct TransportConfig {
     pub max_frame_bytes: usize,
     /// Capacity of each per-peer outbound queue, in messages.
     pub send_queue_len: usize,
+    /// Capacity of each per-peer outbound queue, in encoded bytes. A single message larger
+    /// than this is still queued (alone), so a full-size snapshot chunk always fits.
+    pub send_queue_bytes: usize,
     /// Capacity of the inbound channel, in messages.
     pub recv_queue_len: usize,
     pub reconnect_backoff_min: Duration,
@@ -130,8 +133,8 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    /// A configuration with the default limits: 64 MiB frames, 1024-message send queues, a
-    /// 4096-message inbound channel, 50 ms → 2 s reconnect backoff, 5 s handshake timeout.
+    /// A configuration with the default limits: 64 MiB frames, send queues of 1024 messages or
+    /// 64 MiB, a 4096-message inbound channel, 50 ms → 2 s reconnect backoff, 5 s handshake timeout.
     pub fn new(
         my_id: u64,
         listen_addr: SocketAddr,
@@ -145,6 +148,7 @@ impl TransportConfig {
             cluster_id: cluster_id.into(),
             max_frame_bytes: 64 * 1024 * 1024,
             send_queue_len: 1024,
+            send_queue_bytes: 64 * 1024 * 1024,
             recv_queue_len: 4096,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
@@ -200,7 +204,7 @@ enum ConnError {
 pub enum SendOutcome {
     /// Queued; nothing was dropped.
     Queued,
-    /// Queued, and the oldest queued message for that peer was dropped to make room.
+    /// Queued, and the oldest queued message(s) for that peer were dropped to make room.
     DroppedOldest,
 }
 
@@ -217,7 +221,7 @@ pub struct PeerStats {
     /// Messages written to the socket.
     pub messages_sent: u64,
     pub messages_received: u64,
-    /// Messages dropped from the full outbound queue.
+    /// Messages dropped from the full outbound queue (by count or by bytes).
     pub messages_dropped: u64,
     /// Messages waiting in the outbound queue.
     pub queued: usize,
@@ -225,11 +229,26 @@ pub struct PeerStats {
     pub last_heard: Option<Instant>,
 }
 
+/// A peer's outbound messages with their encoded sizes, oldest first.
+struct OutQueue<M> {
+    messages: VecDeque<(M, usize)>,
+    /// Sum of the sizes in `messages`.
+    bytes: usize,
+}
+
+impl<M> OutQueue<M> {
+    fn pop(&mut self) -> Option<(M, usize)> {
+        let (msg, size) = self.messages.pop_front()?;
+        self.bytes -= size;
+        Some((msg, size))
+    }
+}
+
 /// State for one configured peer, shared by the caller, its dial task and its connection.
 struct Peer<M> {
     id: u64,
     addr: SocketAddr,
-    queue: Mutex<VecDeque<M>>,
+    queue: Mutex<OutQueue<M>>,
     /// Wakes the writer; `notify_one` stores a permit, so a send never goes unnoticed.
     queued: Notify,
     /// Held by the one writer allowed to drain `queue`, so a replaced connection's writer and
@@ -252,7 +271,10 @@ impl<M> Peer<M> {
         Peer {
             id,
             addr,
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(OutQueue {
+                messages: VecDeque::new(),
+                bytes: 0,
+            }),
             queued: Notify::new(),
             writer_lock: tokio::sync::Mutex::new(()),
             current: Mutex::new(None),
@@ -396,26 +418,32 @@ impl<M: Message + Default + Send + 'static> PeerNetwork<M> {
                 max_bytes,
             });
         }
-        let outcome = {
+        let frame_bytes = 4 + size_bytes;
+        let dropped_now = {
             let mut queue = peer.queue.lock().expect("peer queue lock poisoned");
-            let outcome = if queue.len() >= self.shared.config.send_queue_len {
-                queue.pop_front();
-                SendOutcome::DroppedOldest
-            } else {
-                SendOutcome::Queued
-            };
-            queue.push_back(msg);
-            outcome
+            let config = &self.shared.config;
+            let mut dropped_now = 0;
+            while !queue.messages.is_empty()
+                && (queue.messages.len() >= config.send_queue_len
+                    || queue.bytes + frame_bytes > config.send_queue_bytes)
+            {
+                queue.pop();
+                dropped_now += 1;
+            }
+            queue.messages.push_back((msg, frame_bytes));
+            queue.bytes += frame_bytes;
+            dropped_now
         };
-        if outcome == SendOutcome::DroppedOldest {
-            let dropped = peer.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            debug!(
-                peer = to,
-                dropped, "outbound queue full, dropped the oldest message"
-            );
-        }
         peer.queued.notify_one();
-        Ok(outcome)
+        if dropped_now == 0 {
+            return Ok(SendOutcome::Queued);
+        }
+        let dropped = peer.dropped.fetch_add(dropped_now, Ordering::Relaxed) + dropped_now;
+        debug!(
+            peer = to,
+            dropped_now, dropped, "outbound queue full, dropped the oldest messages"
+        );
+        Ok(SendOutcome::DroppedOldest)
     }
 
     /// The next message from any peer, as `(sender id, message)`. `None` once shut down.
@@ -515,7 +543,12 @@ impl<M> Shared<M> {
             messages_sent: p.sent.load(Ordering::Relaxed),
             messages_received: p.received.load(Ordering::Relaxed),
             messages_dropped: p.dropped.load(Ordering::Relaxed),
-            queued: p.queue.lock().expect("peer queue lock poisoned").len(),
+            queued: p
+                .queue
+                .lock()
+                .expect("peer queue lock poisoned")
+                .messages
+                .len(),
             last_heard: (heard > 0).then(|| self.epoch + Duration::from_nanos(heard - 1)),
         }
     }
@@ -876,8 +909,10 @@ async fn write_loop<M: Message>(peer: &Peer<M>, mut writer: OwnedWriteHalf) -> s
             let mut queue = peer.queue.lock().expect("peer queue lock poisoned");
             let mut batch_bytes = 0;
             while batch_bytes < MAX_BATCH_BYTES {
-                let Some(msg) = queue.pop_front() else { break };
-                batch_bytes += 4 + msg.encoded_len();
+                let Some((msg, frame_bytes)) = queue.pop() else {
+                    break;
+                };
+                batch_bytes += frame_bytes;
                 batch.push(msg);
             }
         }
@@ -1279,6 +1314,35 @@ mod tests {
         assert_eq!(seqs, [96, 97, 98, 99]);
         one.shutdown().await;
         two.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn queue_is_bounded_in_bytes_too() {
+        init_logs();
+        let m = members(&free_addrs(2));
+        let mut c = config(1, &m, "test");
+        c.send_queue_bytes = 100;
+        let one = PeerNetwork::<Ping>::start(c).await.unwrap();
+        let msg = |seq, len| Ping {
+            note: "n".repeat(len),
+            ..ping(1, seq)
+        };
+        let frame_bytes = 4 + msg(0, 40).encoded_len();
+        assert!(2 * frame_bytes <= 100 && 3 * frame_bytes > 100);
+
+        for seq in 0..10 {
+            one.send(2, msg(seq, 40)).unwrap();
+        }
+        let s = one.peer_stats(2).unwrap();
+        assert_eq!((s.queued, s.messages_dropped), (2, 8));
+        // One message over the byte bound still goes, alone.
+        assert_eq!(
+            one.send(2, msg(10, 300)).unwrap(),
+            SendOutcome::DroppedOldest
+        );
+        let s = one.peer_stats(2).unwrap();
+        assert_eq!((s.queued, s.messages_dropped), (1, 10));
+        one.shutdown().await;
     }
 
     #[tokio::test]
