@@ -84,6 +84,10 @@ const HELLO_MAGIC: u32 = 0x434f_524c;
 /// large snapshot chunks does not turn into one huge buffer.
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// Frame limit until the hello exchange succeeds, so that a stray or hostile connection cannot
+/// make us buffer a full-size frame.
+const MAX_HELLO_BYTES: usize = 4096;
+
 /// Connections that are still in their handshake at once; more are closed on accept.
 const MAX_PENDING_HANDSHAKES: usize = 64;
 
@@ -553,10 +557,18 @@ impl<M> Shared<M> {
         }
     }
 
-    fn codec(&self) -> LengthDelimitedCodec {
+    /// The codec for a new connection: limited to hello-sized frames until
+    /// [`Shared::open_frames`] lifts the limit after the handshake.
+    fn handshake_codec(&self) -> LengthDelimitedCodec {
         LengthDelimitedCodec::builder()
-            .max_frame_length(self.config.max_frame_bytes)
+            .max_frame_length(MAX_HELLO_BYTES.min(self.config.max_frame_bytes))
             .new_codec()
+    }
+
+    fn open_frames(&self, conn: &mut Conn) {
+        conn.reader
+            .decoder_mut()
+            .set_max_frame_length(self.config.max_frame_bytes);
     }
 
     fn hello(&self, refusal: Option<String>) -> Hello {
@@ -619,17 +631,15 @@ impl<M> Shared<M> {
     fn install(&self, peer: &Peer<M>) -> (u64, CancellationToken) {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let token = self.shutdown.child_token();
-        let old = peer
-            .current
-            .lock()
-            .expect("current lock poisoned")
-            .replace((generation, token.clone()));
-        if let Some((_, old)) = old {
+        // `connected` changes only under the `current` lock, so it always matches `current`.
+        let mut current = peer.current.lock().expect("current lock poisoned");
+        if let Some((_, old)) = current.replace((generation, token.clone())) {
             debug!(peer = peer.id, "replacing an older connection");
             old.cancel();
         }
         peer.connected.store(true, Ordering::Relaxed);
         peer.connects.fetch_add(1, Ordering::Relaxed);
+        drop(current);
         self.link_changes.send_modify(|n| *n += 1);
         (generation, token)
     }
@@ -640,6 +650,7 @@ impl<M> Shared<M> {
         if matches!(current.as_ref(), Some((g, _)) if *g == generation) {
             *current = None;
             peer.connected.store(false, Ordering::Relaxed);
+            drop(current);
             self.link_changes.send_modify(|n| *n += 1);
         }
     }
@@ -754,12 +765,14 @@ async fn accept_handshake<M>(
     stream: TcpStream,
 ) -> Result<(u64, Conn), ConnError> {
     let (reader, mut writer) = stream.into_split();
-    let mut reader = FramedRead::new(reader, shared.codec());
+    let mut reader = FramedRead::new(reader, shared.handshake_codec());
     let hello = read_hello(&mut reader).await?;
     match shared.check_incoming(&hello) {
         Ok(id) => {
             write_hello(&mut writer, &shared.hello(None)).await?;
-            Ok((id, Conn { reader, writer }))
+            let mut conn = Conn { reader, writer };
+            shared.open_frames(&mut conn);
+            Ok((id, conn))
         }
         Err(reason) => {
             if let Some(peer) = shared.peers.get(&hello.sender_id) {
@@ -834,7 +847,7 @@ async fn dial_handshake<M>(shared: &Shared<M>, peer: &Peer<M>) -> Result<Conn, C
     let stream = TcpStream::connect(peer.addr).await?;
     stream.set_nodelay(true)?;
     let (reader, mut writer) = stream.into_split();
-    let mut reader = FramedRead::new(reader, shared.codec());
+    let mut reader = FramedRead::new(reader, shared.handshake_codec());
     write_hello(&mut writer, &shared.hello(None)).await?;
     let reply = read_hello(&mut reader).await?;
     if !reply.refusal.is_empty() {
@@ -847,7 +860,9 @@ async fn dial_handshake<M>(shared: &Shared<M>, peer: &Peer<M>) -> Result<Conn, C
             peer.id, peer.addr, reply.sender_id
         )));
     }
-    Ok(Conn { reader, writer })
+    let mut conn = Conn { reader, writer };
+    shared.open_frames(&mut conn);
+    Ok(conn)
 }
 
 /// Runs an established connection until either direction fails, it is replaced or
@@ -1108,9 +1123,17 @@ mod tests {
                 assert!(s.last_heard.is_some());
             }
         }
+        // Frames far above the handshake's limit pass once connected.
+        let big = Ping {
+            note: "z".repeat(1 << 20),
+            ..ping(1, 50)
+        };
+        nets[0].send(3, big.clone()).unwrap();
+        assert_eq!(recv_one(&nets[2]).await, (1, big));
+
         wait_until("all queued messages written", || {
             nets.iter()
-                .all(|n| n.stats().iter().all(|s| s.messages_sent == 50))
+                .all(|n| n.stats().iter().all(|s| s.messages_sent >= 50))
         })
         .await;
         for net in &nets {
