@@ -810,8 +810,13 @@ async fn dial_loop<M: Message + Default + Send + 'static>(
         match result {
             Ok(conn) => {
                 last_error = None;
-                backoff = min;
+                let started = Instant::now();
                 run_connection(&shared, peer, conn, peer.addr).await;
+                // A connection that lived a while earns a quick redial; one that keeps dying
+                // at once (a peer that accepts and then closes) keeps backing off.
+                if started.elapsed() >= max {
+                    backoff = min;
+                }
             }
             Err(e) => {
                 let text = e.to_string();
