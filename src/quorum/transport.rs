@@ -30,8 +30,9 @@
 //!
 //! # Queues and their limits
 //!
-//! * Outbound: one bounded queue per peer. [`PeerNetwork::send`] is a plain (non-async) call
-//!   that pushes onto it; when the queue is full the **oldest** message is dropped (the freshest
+//! * Outbound: one queue per peer, bounded in messages and in bytes. [`PeerNetwork::send`] is a
+//!   plain (non-async) call that pushes onto it; when the queue is full the **oldest** messages
+//!   are dropped (the freshest
 //!   protocol state is the most useful one, and the state machines retry anyway), the drop is
 //!   counted in [`PeerStats::messages_dropped`] and logged at debug. Messages queued while a
 //!   peer is unreachable are delivered when it connects; a batch already handed to a dying
@@ -43,7 +44,10 @@
 //! # Faults
 //!
 //! A frame that fails to decode, or one over the size limit, closes that connection with a
-//! warning; the dialer reconnects with backoff. Nothing in here panics on peer input. Tests
+//! warning; the dialer reconnects with backoff. Until the hello exchange succeeds, frames are
+//! limited to a few KiB, so a stray connection cannot make us buffer 64 MiB. Because the
+//! transport reconnects by itself, [`PeerNetwork::link_changes`] tells the protocol layer when
+//! a link went down or came up (messages in flight on a dead connection are lost). Nothing in here panics on peer input. Tests
 //! inject partitions with a small TCP proxy (see the tests below) and [`PeerNetwork::disconnect`]
 //! drops a connection on demand, which the protocol layer may also use when it decides a peer is
 //! stale.
@@ -78,7 +82,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// First field of every hello: "CORL". Lets us tell a stray client (or a ZooKeeper server
 /// pointed at the wrong port) from a Corral peer with a different configuration.
-const HELLO_MAGIC: u32 = 0x434f_524c;
+pub const HELLO_MAGIC: u32 = 0x434f_524c;
 
 /// Upper bound on the bytes one writer batch encodes before it writes, so that a queue full of
 /// large snapshot chunks does not turn into one huge buffer.
@@ -1075,6 +1079,12 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn network_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<PeerNetwork<Ping>>();
     }
 
     #[test]
