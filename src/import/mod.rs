@@ -6,7 +6,7 @@
 //!
 //! 1. [`crate::zkdata::read_data_dirs`] picks what ZooKeeper itself would load: the newest
 //!    valid snapshot and the logged transactions after its zxid.
-//! 2. [`convert`] (pure) replays those transactions onto the snapshot's tree with ZooKeeper's
+//! 2. [`convert()`] (pure) replays those transactions onto the snapshot's tree with ZooKeeper's
 //!    fuzzy-snapshot rules ([`replay`]), rebuilds the live sessions (snapshot sessions, plus
 //!    createSession, minus closeSession, whose ephemerals go with it), and lays the result out
 //!    as Corral snapshot items. Every node keeps its path, data (null distinct from empty),
