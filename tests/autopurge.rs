@@ -54,7 +54,7 @@ async fn snapshots_roll_and_autopurge_keeps_the_newest() {
     });
     let segments = files_with_prefix(&dir, "log.");
     assert!(
-        segments[0] > "log.0000000000000001".to_string(),
+        segments[0].as_str() > "log.0000000000000001",
         "the oldest log segments were purged too: {segments:?}"
     );
     // Everything is still there after a restart from the retained snapshot and log.
