@@ -8,6 +8,7 @@ pub mod bench;
 pub mod config;
 pub mod import;
 pub mod jute;
+pub mod quorum;
 pub mod server;
 pub mod storage;
 pub mod tools;
