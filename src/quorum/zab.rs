@@ -323,6 +323,10 @@ mod durability {
 }
 use durability::Durability;
 
+/// Pings in a row that may find a follower short of the leader's previous last zxid before it
+/// concludes that a message was lost and resynchronises.
+const LAGGING_PINGS: u32 = 3;
+
 /// The zxid a leader of `epoch` proposes after `last`.
 fn next_zxid(last: i64, epoch: u64) -> Option<i64> {
     if zxid::epoch(last) == epoch {
@@ -338,6 +342,8 @@ enum Stage {
     Info,
     /// LeaderInfo sent; waiting for AckEpoch.
     EpochSent,
+    /// AckEpoch received; synchronised once a quorum has acknowledged the epoch.
+    EpochAcked,
     /// Waiting for the runtime's snapshot for this peer.
     AwaitSnapshot,
     /// Sync sent (its last zxid); proposals and commits flow to this peer.
@@ -369,7 +375,11 @@ struct Leader {
     infos: BTreeMap<PeerId, u64>,
     epoch: Option<u64>,
     epoch_durable: bool,
+    /// The history this leader brings: its current epoch and last zxid when elected.
+    initial_epoch: u64,
     initial_last: i64,
+    /// A quorum (this member included) acknowledged the new epoch: discovery is over.
+    discovered: bool,
     current_requested: bool,
     established: bool,
     next_session: u64,
@@ -406,6 +416,10 @@ struct Follower {
     last_heard: u64,
     last_retry: u64,
     leader_commit: i64,
+    /// The leader's `last_zxid` from the previous ping, and how many pings in a row found this
+    /// member still short of it.
+    ping_target: i64,
+    lagging_pings: u32,
 }
 
 #[derive(Debug)]
@@ -754,6 +768,11 @@ impl Zab {
                                         session: p.session,
                                         epoch,
                                         commit_zxid: self.applied,
+                                        last_zxid: if p.observer {
+                                            self.applied
+                                        } else {
+                                            self.log.last()
+                                        },
                                     })),
                                 });
                             }
@@ -833,7 +852,9 @@ impl Zab {
             infos,
             epoch: None,
             epoch_durable: false,
+            initial_epoch: self.current_epoch,
             initial_last: self.log.last(),
+            discovered: false,
             current_requested: false,
             established: false,
             next_session: 1,
@@ -898,9 +919,18 @@ impl Zab {
             return Err(protocol(from, "observer flag does not match the configuration"));
         }
         let now = self.tick;
+        let myid = self.cfg.myid;
         let State::Leading(l) = &mut self.state else {
             return Ok(());
         };
+        if let Some(e) = l.epoch {
+            if fi.accepted_epoch > e || (fi.accepted_epoch == e && fi.accepted_leader != myid) {
+                // It promised a later epoch (or this one to a rival) and can never join this
+                // one: make room for an election that picks an epoch above its promise.
+                self.step_down();
+                return Ok(());
+            }
+        }
         if let Some(p) = l.peers.get_mut(&from) {
             if p.nonce == fi.nonce {
                 // A retransmission: repeat LeaderInfo if it may have been lost.
@@ -960,8 +990,10 @@ impl Zab {
         if a.last_zxid < 0 {
             return Err(protocol(from, "negative last zxid"));
         }
-        let mine = (self.current_epoch, self.log.last());
-        let established = matches!(&self.state, State::Leading(l) if l.established);
+        let (established, mine) = match &self.state {
+            State::Leading(l) => (l.established, (l.initial_epoch, l.initial_last)),
+            _ => return Ok(()),
+        };
         let Some(p) = self.leader_session_peer(from, a.session, a.epoch) else {
             return Ok(());
         };
@@ -977,8 +1009,50 @@ impl Zab {
             return Ok(());
         }
         p.their_last = a.last_zxid;
-        self.leader_start_sync(from);
+        let resync = p.stage != Stage::EpochSent;
+        p.stage = Stage::EpochAcked;
+        if resync {
+            self.leader_start_sync(from);
+        } else {
+            self.leader_maybe_discovered();
+        }
         Ok(())
+    }
+
+    /// Synchronises every peer that acknowledged the epoch, once a quorum has. Not before:
+    /// NEWLEADER makes followers adopt this leader's history as that of the epoch, which is
+    /// only safe once it is known to be the most up-to-date history of a quorum.
+    fn leader_maybe_discovered(&mut self) {
+        let State::Leading(l) = &mut self.state else {
+            return;
+        };
+        if !l.discovered {
+            let acked = 1 + l
+                .peers
+                .values()
+                .filter(|p| {
+                    !p.observer
+                        && matches!(
+                            p.stage,
+                            Stage::EpochAcked | Stage::AwaitSnapshot | Stage::Synced { .. }
+                        )
+                })
+                .count();
+            if !l.epoch_durable || acked < self.cfg.quorum() {
+                return;
+            }
+            l.discovered = true;
+        }
+        let waiting: Vec<PeerId> = l
+            .peers
+            .iter()
+            .filter(|(_, p)| p.stage == Stage::EpochAcked)
+            .map(|(&id, _)| id)
+            .collect();
+        for peer in waiting {
+            self.leader_start_sync(peer);
+        }
+        self.leader_maybe_persist_current();
     }
 
     fn leader_start_sync(&mut self, peer: PeerId) {
@@ -1100,7 +1174,7 @@ impl Zab {
             return;
         };
         let Some(epoch) = l.epoch else { return };
-        if !l.epoch_durable || l.current_requested || self.dur.durable() < l.initial_last {
+        if !l.discovered || l.current_requested || self.dur.durable() < l.initial_last {
             return;
         }
         l.current_requested = true;
@@ -1241,6 +1315,8 @@ impl Zab {
             last_heard: self.tick,
             last_retry: self.tick,
             leader_commit: zxid::NONE,
+            ping_target: zxid::NONE,
+            lagging_pings: 0,
         });
         self.follower_send_info();
         Ok(())
@@ -1255,6 +1331,7 @@ impl Zab {
             msg: msg(Body::FollowerInfo(pb::FollowerInfo {
                 nonce: f.nonce,
                 accepted_epoch: self.accepted.epoch,
+                accepted_leader: self.accepted.leader,
                 observer: f.observer,
             })),
         });
@@ -1608,8 +1685,22 @@ impl Zab {
         if self.follower_synced(from, p.session, p.epoch).is_none() {
             return Ok(());
         }
+        let last = self.log.last();
+        let mut lost = false;
         if let State::Following(f) = &mut self.state {
             f.leader_commit = f.leader_commit.max(p.commit_zxid);
+            // Still short of what the leader had a ping ago: a message was lost.
+            if last < f.ping_target {
+                f.lagging_pings += 1;
+                lost = f.lagging_pings >= LAGGING_PINGS;
+            } else {
+                f.lagging_pings = 0;
+            }
+            f.ping_target = p.last_zxid;
+        }
+        if lost {
+            self.step_down();
+            return Ok(());
         }
         self.follower_apply();
         // Answer with the durable watermark if it may be acknowledged, else just "alive".
