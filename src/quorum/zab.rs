@@ -773,6 +773,7 @@ impl Zab {
                                         } else {
                                             self.log.last()
                                         },
+                                        up_to_date: l.established && p.nl_acked,
                                     })),
                                 });
                             }
@@ -1702,6 +1703,9 @@ impl Zab {
             self.step_down();
             return Ok(());
         }
+        if p.up_to_date {
+            self.follower_serve();
+        }
         self.follower_apply();
         // Answer with the durable watermark if it may be acknowledged, else just "alive".
         if !self.follower_ack(true) {
@@ -1719,13 +1723,23 @@ impl Zab {
     }
 
     fn follower_on_up_to_date(&mut self, from: PeerId, u: pb::UpToDate) -> Result<(), ZabError> {
-        let Some(epoch) = self.follower_synced(from, u.session, u.epoch) else {
+        if self.follower_synced(from, u.session, u.epoch).is_none() {
             return Ok(());
-        };
-        let mut changed = None;
+        }
         if let State::Following(f) = &mut self.state {
             f.leader_commit = f.leader_commit.max(u.commit_zxid);
+        }
+        self.follower_serve();
+        self.follower_apply();
+        Ok(())
+    }
+
+    /// The leader is established and counts this member: start serving.
+    fn follower_serve(&mut self) {
+        let mut changed = None;
+        if let State::Following(f) = &mut self.state {
             if let Phase::Synced {
+                epoch,
                 ref mut up_to_date, ..
             } = f.phase
             {
@@ -1745,11 +1759,9 @@ impl Zab {
                 }
             }
         }
-        self.follower_apply();
         if let Some(r) = changed {
             self.out.push(Command::RoleChanged(r));
         }
-        Ok(())
     }
 }
 
