@@ -266,7 +266,9 @@ impl World {
             }
             Command::Truncate { id: w, after_zxid } => {
                 let due = self.io_due(i);
-                self.nodes[i].io.push_back((due, Io::Truncate(w, after_zxid)));
+                self.nodes[i]
+                    .io
+                    .push_back((due, Io::Truncate(w, after_zxid)));
             }
             Command::InstallSnapshot { id: w, zxid, state } => {
                 let Some(t) = Tree::decode(&state) else {
@@ -356,12 +358,10 @@ impl World {
         let idx = tree.count as usize;
         match self.canonical.get(idx) {
             Some(c) if c.0 == zxid && c.1 == payload && c.2 == hash => {}
-            Some(c) => {
-                return self.fail(format!(
-                    "n{id} applies {zxid:#x} {:?} at position {idx}, where others applied {:#x} {:?}",
-                    payload, c.0, c.1
-                ))
-            }
+            Some(c) => return self.fail(format!(
+                "n{id} applies {zxid:#x} {:?} at position {idx}, where others applied {:#x} {:?}",
+                payload, c.0, c.1
+            )),
             None => self.canonical.push((zxid, payload.clone(), hash)),
         }
         self.nodes[i].tree = Tree {
@@ -616,14 +616,7 @@ impl World {
             } else {
                 m.msg
             };
-            self.step(
-                i,
-                Event::Message {
-                    from: m.from,
-                    msg,
-                },
-                garbled,
-            )?;
+            self.step(i, Event::Message { from: m.from, msg }, garbled)?;
         }
         let due: Vec<(u64, usize, PeerId)> = self
             .snapshot_requests
@@ -665,17 +658,19 @@ impl World {
 
     /// Everyone up, one established leader, everyone synced with it, all committed everywhere.
     fn converged(&self) -> bool {
-        let Some(leader) = self
-            .nodes
-            .iter()
-            .find(|n| matches!(n.core.as_ref().map(|c| c.role()), Some(Role::Leading { .. })))
-        else {
+        let Some(leader) = self.nodes.iter().find(|n| {
+            matches!(
+                n.core.as_ref().map(|c| c.role()),
+                Some(Role::Leading { .. })
+            )
+        }) else {
             return false;
         };
         let Some(lc) = leader.core.as_ref() else {
             return false;
         };
-        if lc.last_committed() != lc.last_zxid() || leader.tree.count as usize != self.canonical.len()
+        if lc.last_committed() != lc.last_zxid()
+            || leader.tree.count as usize != self.canonical.len()
         {
             return false;
         }
@@ -757,7 +752,8 @@ fn simulation_seeds() {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
-                    let (mut committed, mut acked, mut epochs, mut failures) = (0, 0, 0, Vec::new());
+                    let (mut committed, mut acked, mut epochs, mut failures) =
+                        (0, 0, 0, Vec::new());
                     let mut seed = t;
                     while seed < seeds {
                         match run_seed(seed) {
@@ -776,7 +772,10 @@ fn simulation_seeds() {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or((0, 0, 0, vec!["simulation thread panicked".into()])))
+            .map(|h| {
+                h.join()
+                    .unwrap_or((0, 0, 0, vec!["simulation thread panicked".into()]))
+            })
             .collect()
     });
     let committed: u64 = results.iter().map(|r| r.0).sum();

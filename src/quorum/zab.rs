@@ -63,9 +63,9 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/corral.zab.rs"));
 }
 
-pub use pb::{Entry, ZabMessage};
 use pb::sync::Start;
 use pb::zab_message::Body;
+pub use pb::{Entry, ZabMessage};
 
 /// A member's id (`server.N` / `myid`).
 pub type PeerId = u64;
@@ -170,9 +170,15 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// Append these entries to the log (they follow the current last entry).
-    Persist { id: WriteId, entries: Vec<Entry> },
+    Persist {
+        id: WriteId,
+        entries: Vec<Entry>,
+    },
     /// Remove every log entry after `after_zxid`.
-    Truncate { id: WriteId, after_zxid: i64 },
+    Truncate {
+        id: WriteId,
+        after_zxid: i64,
+    },
     /// Replace state and log with the leader's snapshot at `zxid` (state and log are empty
     /// after it, and the state is `state`).
     InstallSnapshot {
@@ -182,11 +188,19 @@ pub enum Command {
     },
     /// Write an epoch record durably, then report [`Event::EpochPersisted`].
     PersistEpoch(EpochRecord),
-    Send { to: PeerId, msg: ZabMessage },
+    Send {
+        to: PeerId,
+        msg: ZabMessage,
+    },
     /// Apply a committed transaction. Issued in strictly increasing zxid order.
-    Apply { zxid: i64, payload: Bytes },
+    Apply {
+        zxid: i64,
+        payload: Bytes,
+    },
     /// Produce a snapshot of the applied state and report [`Event::SnapshotReady`].
-    TakeSnapshotForPeer { peer: PeerId },
+    TakeSnapshotForPeer {
+        peer: PeerId,
+    },
     RoleChanged(Role),
 }
 
@@ -462,11 +476,7 @@ impl Zab {
     /// Builds a member from its configuration and what is on its disk. `incarnation` must
     /// differ between process lifetimes of this member (a boot counter or a random number); it
     /// keeps a restarted follower's handshake apart from the previous one's.
-    pub fn new(
-        cfg: Config,
-        state: PersistentState,
-        incarnation: u64,
-    ) -> Result<Zab, ZabError> {
+    pub fn new(cfg: Config, state: PersistentState, incarnation: u64) -> Result<Zab, ZabError> {
         if !cfg.is_member(cfg.myid) {
             return Err(ZabError::InvalidState(format!(
                 "myid {} is neither a voter nor an observer",
@@ -479,7 +489,9 @@ impl Zab {
             ));
         }
         if cfg.ping_interval_ticks == 0 {
-            return Err(ZabError::InvalidState("ping interval must be at least one tick".into()));
+            return Err(ZabError::InvalidState(
+                "ping interval must be at least one tick".into(),
+            ));
         }
         let mut prev = state.snapshot_zxid;
         if prev < 0 {
@@ -606,9 +618,7 @@ impl Zab {
                 self.state = State::Looking;
                 Ok(())
             }
-            Event::SnapshotReady { peer, zxid, state } => {
-                self.on_snapshot_ready(peer, zxid, state)
-            }
+            Event::SnapshotReady { peer, zxid, state } => self.on_snapshot_ready(peer, zxid, state),
             Event::Compacted { up_to_zxid } => {
                 if up_to_zxid > self.applied {
                     return Err(ZabError::InvalidRequest(format!(
@@ -917,7 +927,10 @@ impl Zab {
     ) -> Result<(), ZabError> {
         let observer = self.cfg.observers.contains(&from);
         if fi.observer != observer {
-            return Err(protocol(from, "observer flag does not match the configuration"));
+            return Err(protocol(
+                from,
+                "observer flag does not match the configuration",
+            ));
         }
         let now = self.tick;
         let myid = self.cfg.myid;
@@ -1381,7 +1394,11 @@ impl Zab {
         }
     }
 
-    fn follower_on_leader_info(&mut self, from: PeerId, li: pb::LeaderInfo) -> Result<(), ZabError> {
+    fn follower_on_leader_info(
+        &mut self,
+        from: PeerId,
+        li: pb::LeaderInfo,
+    ) -> Result<(), ZabError> {
         let accepted = self.accepted;
         let now = self.tick;
         let Some(f) = self.follower_from_leader(from) else {
@@ -1740,7 +1757,8 @@ impl Zab {
         if let State::Following(f) = &mut self.state {
             if let Phase::Synced {
                 epoch,
-                ref mut up_to_date, ..
+                ref mut up_to_date,
+                ..
             } = f.phase
             {
                 if !*up_to_date {

@@ -62,7 +62,13 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for (e, c) in [(0, 0), (1, 1), (7, 123_456), (MAX_EPOCH, MAX_COUNTER), (1, MAX_COUNTER)] {
+        for (e, c) in [
+            (0, 0),
+            (1, 1),
+            (7, 123_456),
+            (MAX_EPOCH, MAX_COUNTER),
+            (1, MAX_COUNTER),
+        ] {
             let z = make(e, c);
             assert!(z >= 0);
             assert_eq!((epoch(z), counter(z)), (e, c));
