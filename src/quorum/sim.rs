@@ -125,6 +125,7 @@ struct Params {
     crash: f64,
     partition: f64,
     chaos: f64,
+    flip: f64,
     propose: f64,
 }
 
@@ -138,7 +139,7 @@ struct World {
     partition: (BTreeSet<PeerId>, u64),
     canonical: Vec<(i64, Bytes, u64)>,
     leaders: BTreeMap<u64, PeerId>,
-    client_acked: u64,
+    stats: Stats,
     next_payload: u64,
     snapshot_requests: Vec<(u64, usize, PeerId)>,
     p: Params,
@@ -147,6 +148,39 @@ struct World {
 }
 
 type SimResult<T> = Result<T, String>;
+
+/// What a run exercised, summed over seeds and printed, so that a quiet run can be told from
+/// a run in which nothing happened.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stats {
+    committed: u64,
+    client_acked: u64,
+    epochs: u64,
+    crashes: u64,
+    total_crashes: u64,
+    partitions: u64,
+    flips: u64,
+    garbled: u64,
+    truncations: u64,
+    snapshots_sent: u64,
+    faulty_ticks: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.committed += o.committed;
+        self.client_acked += o.client_acked;
+        self.epochs += o.epochs;
+        self.crashes += o.crashes;
+        self.total_crashes += o.total_crashes;
+        self.partitions += o.partitions;
+        self.flips += o.flips;
+        self.garbled += o.garbled;
+        self.truncations += o.truncations;
+        self.snapshots_sent += o.snapshots_sent;
+        self.faulty_ticks += o.faulty_ticks;
+    }
+}
 
 impl World {
     fn new(seed: u64) -> World {
@@ -186,6 +220,7 @@ impl World {
             crash: rng.gen_range(0.0..0.02),
             partition: rng.gen_range(0.0..0.02),
             chaos: rng.gen_range(0.0..0.1),
+            flip: rng.gen_range(0.0..0.05),
             propose: rng.gen_range(0.2..0.9),
         };
         World {
@@ -197,7 +232,7 @@ impl World {
             partition: (BTreeSet::new(), 0),
             canonical: Vec::new(),
             leaders: BTreeMap::new(),
-            client_acked: 0,
+            stats: Stats::default(),
             next_payload: 0,
             snapshot_requests: Vec::new(),
             p,
@@ -265,12 +300,14 @@ impl World {
                 self.nodes[i].io.push_back((due, Io::Append(w, entries)));
             }
             Command::Truncate { id: w, after_zxid } => {
+                self.stats.truncations += 1;
                 let due = self.io_due(i);
                 self.nodes[i]
                     .io
                     .push_back((due, Io::Truncate(w, after_zxid)));
             }
             Command::InstallSnapshot { id: w, zxid, state } => {
+                self.stats.snapshots_sent += 1;
                 let Some(t) = Tree::decode(&state) else {
                     return self.fail("snapshot bytes do not decode".into());
                 };
@@ -358,10 +395,12 @@ impl World {
         let idx = tree.count as usize;
         match self.canonical.get(idx) {
             Some(c) if c.0 == zxid && c.1 == payload && c.2 == hash => {}
-            Some(c) => return self.fail(format!(
+            Some(c) => {
+                return self.fail(format!(
                 "n{id} applies {zxid:#x} {:?} at position {idx}, where others applied {:#x} {:?}",
                 payload, c.0, c.1
-            )),
+            ))
+            }
             None => self.canonical.push((zxid, payload.clone(), hash)),
         }
         self.nodes[i].tree = Tree {
@@ -374,7 +413,7 @@ impl World {
             Some(Role::Leading { .. })
         );
         if leading {
-            self.client_acked += 1;
+            self.stats.client_acked += 1;
         }
         Ok(())
     }
@@ -432,6 +471,7 @@ impl World {
         }
         n.core = None;
         n.io.clear();
+        self.stats.crashes += 1;
         n.up_at = self.now + down_ticks * TICK;
         self.log(|| format!("crash n{}", self.nodes[i].id));
     }
@@ -533,10 +573,14 @@ impl World {
                 }
             }
             if self.rng.gen_bool(0.002) {
+                self.stats.total_crashes += 1;
                 let down = self.rng.gen_range(1..30);
                 for i in 0..self.nodes.len() {
                     self.crash(i, down);
                 }
+            }
+            if self.rng.gen_bool(self.p.flip) {
+                self.flip()?;
             }
             if self.partition.0.is_empty() && self.rng.gen_bool(self.p.partition) {
                 let side: BTreeSet<PeerId> = self
@@ -547,6 +591,7 @@ impl World {
                     .collect();
                 let until = self.now + self.rng.gen_range(5..80) * TICK;
                 self.log(|| format!("partition {side:?}"));
+                self.stats.partitions += 1;
                 self.partition = (side, until);
             }
         }
@@ -585,6 +630,24 @@ impl World {
         Ok(())
     }
 
+    /// A confused election: a random voter is told to lead, or to follow a random other voter,
+    /// whatever it is doing now.
+    fn flip(&mut self) -> SimResult<()> {
+        let voters: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| self.nodes[j].cfg.voters.contains(&self.nodes[j].id))
+            .collect();
+        let i = voters[self.rng.gen_range(0..voters.len())];
+        let leader = self.nodes[voters[self.rng.gen_range(0..voters.len())]].id;
+        let ev = if leader == self.nodes[i].id {
+            Event::BecomeLeader { epoch_hint: None }
+        } else {
+            Event::BecomeFollower { leader }
+        };
+        self.log(|| format!("flip n{}", self.nodes[i].id));
+        self.stats.flips += 1;
+        self.step(i, ev, false)
+    }
+
     /// A local snapshot of the applied state, after which the log before it is forgotten.
     fn compact(&mut self, i: usize) -> SimResult<()> {
         let n = &mut self.nodes[i];
@@ -611,6 +674,7 @@ impl World {
                 continue;
             };
             let garbled = self.rng.gen_bool(self.p.garble);
+            self.stats.garbled += u64::from(garbled);
             let msg = if garbled {
                 ZabMessage { body: None }
             } else {
@@ -684,7 +748,8 @@ impl World {
     }
 
     fn run(&mut self) -> SimResult<()> {
-        let faulty_ticks = 300;
+        let faulty_ticks = self.rng.gen_range(200..1200);
+        self.stats.faulty_ticks = faulty_ticks;
         let heal_ticks = 400;
         for _ in 0..faulty_ticks * TICK {
             self.advance()?;
@@ -725,10 +790,13 @@ impl World {
     }
 }
 
-fn run_seed(seed: u64) -> SimResult<(usize, u64, usize)> {
+fn run_seed(seed: u64) -> SimResult<Stats> {
     let mut w = World::new(seed);
     w.run()?;
-    Ok((w.canonical.len(), w.client_acked, w.leaders.len()))
+    let mut stats = w.stats;
+    stats.committed = w.canonical.len() as u64;
+    stats.epochs = w.leaders.len() as u64;
+    Ok(stats)
 }
 
 #[test]
@@ -748,25 +816,20 @@ fn simulation_seeds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    let results: Vec<(u64, u64, usize, Vec<String>)> = std::thread::scope(|s| {
+    let results: Vec<(Stats, Vec<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
-                    let (mut committed, mut acked, mut epochs, mut failures) =
-                        (0, 0, 0, Vec::new());
+                    let (mut total, mut failures) = (Stats::default(), Vec::new());
                     let mut seed = t;
                     while seed < seeds {
                         match run_seed(seed) {
-                            Ok((c, a, e)) => {
-                                committed += c as u64;
-                                acked += a;
-                                epochs += e;
-                            }
+                            Ok(st) => total.add(&st),
                             Err(e) => failures.push(e),
                         }
                         seed += threads;
                     }
-                    (committed, acked, epochs, failures)
+                    (total, failures)
                 })
             })
             .collect();
@@ -774,17 +837,17 @@ fn simulation_seeds() {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or((0, 0, 0, vec!["simulation thread panicked".into()]))
+                    .unwrap_or((Stats::default(), vec!["simulation thread panicked".into()]))
             })
             .collect()
     });
-    let committed: u64 = results.iter().map(|r| r.0).sum();
-    let acked: u64 = results.iter().map(|r| r.1).sum();
-    let epochs: usize = results.iter().map(|r| r.2).sum();
-    let failures: Vec<&String> = results.iter().flat_map(|r| r.3.iter()).collect();
+    let mut total = Stats::default();
+    for r in &results {
+        total.add(&r.0);
+    }
+    let failures: Vec<&String> = results.iter().flat_map(|r| r.1.iter()).collect();
     eprintln!(
-        "simulated {seeds} seeds: {committed} transactions committed, {acked} acknowledged to \
-         clients, {epochs} established epochs, {} failures",
+        "simulated {seeds} seeds, {} failures: {total:?}",
         failures.len()
     );
     if !failures.is_empty() {
@@ -792,7 +855,8 @@ fn simulation_seeds() {
             eprintln!("{f}");
         }
         panic!(
-            "{} of {seeds} seeds failed; replay one with CORRAL_SIM_SEED=<seed>",
+            "{} of {seeds} seeds failed; replay one with CORRAL_SIM_SEED=<seed> (add \
+             CORRAL_SIM_TRACE=1 for its events)",
             failures.len()
         );
     }
