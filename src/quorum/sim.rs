@@ -748,7 +748,7 @@ impl World {
     }
 
     fn run(&mut self) -> SimResult<()> {
-        let faulty_ticks = self.rng.gen_range(200..1200);
+        let faulty_ticks = self.rng.gen_range(200..3000);
         self.stats.faulty_ticks = faulty_ticks;
         let heal_ticks = 400;
         for _ in 0..faulty_ticks * TICK {

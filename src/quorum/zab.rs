@@ -415,8 +415,8 @@ enum Phase {
         sync_last: i64,
         epoch_requested: bool,
         up_to_date: bool,
-        /// Highest zxid acknowledged to the leader (0: NEWLEADER not yet acknowledged).
-        acked: i64,
+        /// Highest zxid acknowledged to the leader (`None`: NEWLEADER not yet acknowledged).
+        acked: Option<i64>,
     },
 }
 
@@ -1537,7 +1537,7 @@ impl Zab {
             sync_last: self.log.last(),
             epoch_requested: false,
             up_to_date: false,
-            acked: zxid::NONE,
+            acked: None,
         };
         f.phase_started = now;
         f.leader_commit = f.leader_commit.max(s.commit_zxid);
@@ -1599,10 +1599,11 @@ impl Zab {
         else {
             return false;
         };
-        if current_durable != epoch || durable < sync_last || (durable <= *acked && !repeat) {
+        let news = acked.is_none_or(|a| durable > a);
+        if current_durable != epoch || durable < sync_last || !(news || repeat) {
             return false;
         }
-        *acked = durable;
+        *acked = Some(durable);
         self.out.push(Command::Send {
             to: f.leader,
             msg: msg(Body::Ack(pb::Ack {
