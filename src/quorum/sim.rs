@@ -504,13 +504,12 @@ impl World {
             .filter(|&j| self.nodes[j].core.is_some() && self.connected(me, self.nodes[j].id))
             .filter(|&j| self.nodes[j].cfg.voters.contains(&self.nodes[j].id))
             .collect();
-        let follow = |w: &World, leader: PeerId| {
+        let follow = |leader: PeerId| {
             if observer {
                 Event::BecomeObserver { leader }
             } else if leader == me {
                 Event::BecomeLeader { epoch_hint: None }
             } else {
-                let _ = w;
                 Event::BecomeFollower { leader }
             }
         };
@@ -518,7 +517,7 @@ impl World {
             let j = reachable[self.rng.gen_range(0..reachable.len())];
             let leader = self.nodes[j].id;
             if !(observer && leader == me) {
-                let ev = follow(self, leader);
+                let ev = follow(leader);
                 return self.step(i, ev, false);
             }
         }
@@ -529,7 +528,7 @@ impl World {
                 .is_some_and(|c| c.is_leading() && self.nodes[j].id != me)
         });
         if let Some(j) = leading {
-            let ev = follow(self, self.nodes[j].id);
+            let ev = follow(self.nodes[j].id);
             return self.step(i, ev, false);
         }
         let looking: Vec<usize> = reachable
@@ -555,7 +554,7 @@ impl World {
             .map(|j| self.nodes[j].id);
         if let Some(leader) = best {
             if !(observer && leader == me) {
-                let ev = follow(self, leader);
+                let ev = follow(leader);
                 return self.step(i, ev, false);
             }
         }

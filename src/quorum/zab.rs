@@ -831,7 +831,8 @@ impl Zab {
                 Body::AckEpoch(a) => self.leader_on_ack_epoch(from, a),
                 Body::Ack(a) => self.leader_on_ack(from, a),
                 Body::Pong(p) => {
-                    self.leader_on_heard(from, p.session, p.epoch);
+                    // Only proof of life: looking the session up records it.
+                    self.leader_session_peer(from, p.session, p.epoch);
                     Ok(())
                 }
                 _ => Ok(()), // a leader-to-follower message from a rival leader: not for us
@@ -994,10 +995,6 @@ impl Zab {
         }
         p.last_heard = now;
         Some(p)
-    }
-
-    fn leader_on_heard(&mut self, from: PeerId, session: u64, epoch: u64) {
-        self.leader_session_peer(from, session, epoch);
     }
 
     fn leader_on_ack_epoch(&mut self, from: PeerId, a: pb::AckEpoch) -> Result<(), ZabError> {
@@ -1635,20 +1632,20 @@ impl Zab {
         if matches!(&self.state, State::Following(f) if f.observer) {
             return Err(protocol(from, "proposal sent to an observer"));
         }
-        self.follower_append(from, entry, epoch)
+        self.follower_append(entry, epoch);
+        Ok(())
     }
 
     /// Appends the next entry of the leader's stream; anything else is a duplicate (ignored)
     /// or a gap (a lost message: give up this session).
-    fn follower_append(&mut self, from: PeerId, entry: Entry, epoch: u64) -> Result<(), ZabError> {
+    fn follower_append(&mut self, entry: Entry, epoch: u64) {
         let last = self.log.last();
         if entry.zxid <= last {
-            return Ok(());
+            return;
         }
         if Some(entry.zxid) != next_zxid(last, epoch) {
-            let _ = from;
             self.step_down();
-            return Ok(());
+            return;
         }
         let id = self.dur.issue(entry.zxid);
         self.log.entries.push(entry.clone());
@@ -1656,7 +1653,6 @@ impl Zab {
             id,
             entries: vec![entry],
         });
-        Ok(())
     }
 
     fn follower_on_commit(
@@ -1690,7 +1686,7 @@ impl Zab {
             return Err(protocol(from, "inform sent to a voter"));
         }
         let z = entry.zxid;
-        self.follower_append(from, entry, epoch)?;
+        self.follower_append(entry, epoch);
         if let State::Following(f) = &mut self.state {
             if self.log.last() >= z {
                 f.leader_commit = f.leader_commit.max(z);
