@@ -1,8 +1,15 @@
-//! Replication: leader election, the ZAB atomic broadcast core and the peer transport.
+//! Replication between Corral servers: leader election (`election`, pure), the ZAB atomic
+//! broadcast core (`zab`, pure, no I/O), the zxid layout (`zxid`), the peer transport
+//! (`transport`, the thin tokio layer carrying their messages), and the deterministic
+//! simulation of the ZAB core (`sim`, tests only).
 //!
-//! The election and ZAB cores are pure state machines (events in, commands out) tested
-//! deterministically; the transport is the thin tokio layer that carries their messages
-//! between members.
+//! The cores take events and return commands; a runtime that owns sockets, disks and timers
+//! drives them (not wired into the server yet).
 
 pub mod election;
 pub mod transport;
+pub mod zab;
+pub mod zxid;
+
+#[cfg(test)]
+mod sim;
