@@ -111,6 +111,8 @@ fn sequential_ephemeral_and_container() {
     );
     assert_eq!(ok(&a, &["create", "-c", "/box"]), "Created /box\n");
     assert_eq!(ok(&a, &["create", "-e", "/eph"]), "Created /eph\n");
+    // One-shot mode closes its session on exit, so the ephemeral is already gone.
+    assert_eq!(fails(&a, &["get", "/eph"]), "Node does not exist: /eph\n");
     let err = fails(&a, &["create", "-c", "-s", "/bad"]);
     assert!(err.contains("-c cannot be combined"), "{err}");
 }
@@ -217,4 +219,35 @@ fn connection_failure_is_exit_1() {
         .port();
     let err = fails(&format!("127.0.0.1:{port}"), &["ls", "/"]);
     assert!(err.starts_with("Unable to connect to 127.0.0.1:"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_permission_and_read_only_acl() {
+    use zookeeper_client as zk;
+    let s = ServerBuilder::new().start();
+    let c = s.client().await;
+    let acl = [zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone())];
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl));
+    c.create("/ro", b"d", &opts).await.unwrap();
+    let a = s.addr();
+    let (set, ro_acl) = tokio::task::spawn_blocking(move || {
+        (fails(&a, &["set", "/ro", "x"]), ok(&a, &["getAcl", "/ro"]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(set, "Insufficient permission : /ro\n");
+    assert_eq!(ro_acl, "'world,'anyone\n: r\n");
+}
+
+#[test]
+fn create_with_ttl() {
+    let s = ServerBuilder::new().extended_types_enabled(true).start();
+    let a = s.addr();
+    assert_eq!(
+        ok(&a, &["create", "-t", "60000", "/ttl", "x"]),
+        "Created /ttl\n"
+    );
+    assert_eq!(ok(&a, &["get", "/ttl"]), "x\n");
+    let err = fails(&a, &["create", "-e", "-t", "100", "/bad"]);
+    assert!(err.contains("TTLs cannot be used with Ephemeral"), "{err}");
 }

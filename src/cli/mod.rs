@@ -24,6 +24,9 @@ pub const DEFAULT_SERVER: &str = "127.0.0.1:2181";
 /// How long to try to establish a session before giving up.
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long to wait for the server to acknowledge closing the session.
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Arguments of `corral cli`; parsed by hand because zkCli's options are single-dash words
 /// (`-server`) and each command has its own.
 #[derive(Args, Debug)]
@@ -357,7 +360,9 @@ pub fn run(args: CliArgs) -> Result<(), CliError> {
     let out = tracing::subscriber::with_default(quiet, move || {
         let out = rt.block_on(async move {
             let client = connect(&server).await?;
-            execute(&client, cmd).await
+            let out = execute(&client, cmd).await;
+            close(client).await;
+            out
         });
         drop(rt);
         out
@@ -386,6 +391,17 @@ async fn connect(servers: &str) -> Result<Client, CliError> {
             CONNECT_DEADLINE.as_secs()
         ))),
     }
+}
+
+/// Closes the session (so ephemerals created by `create -e` go away, as with zkCli's one-shot
+/// mode), waiting briefly for the server's acknowledgement.
+async fn close(client: Client) {
+    let mut state = client.state_watcher();
+    drop(client);
+    let _ = tokio::time::timeout(CLOSE_DEADLINE, async move {
+        while !state.changed().await.is_terminated() {}
+    })
+    .await;
 }
 
 /// Runs `cmd` and returns what it prints.
