@@ -204,6 +204,10 @@ fn errors_go_to_stderr_with_exit_1() {
         "Node does not exist: /missing/child\n"
     );
     // Usage errors.
+    assert_eq!(
+        fails(&a, &["get", "a"]),
+        "Path must start with / character\n"
+    );
     assert!(fails(&a, &["frobnicate", "/a"]).contains("Command not found: frobnicate"));
     assert!(fails(&a, &["ls"]).contains("wrong number of arguments"));
     assert!(fails(&a, &["set", "-v", "x", "/a", "d"]).contains("not a number"));

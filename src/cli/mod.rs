@@ -313,6 +313,21 @@ fn parse_cmd(name: &str, words: &[String]) -> Result<Cmd, CliError> {
         }
         other => return Err(usage(format!("Command not found: {other}\n{COMMANDS}"))),
     };
+    let path = match &cmd {
+        Cmd::Ls { path, .. }
+        | Cmd::Create { path, .. }
+        | Cmd::Get { path, .. }
+        | Cmd::Set { path, .. }
+        | Cmd::Stat { path }
+        | Cmd::Delete { path, .. }
+        | Cmd::DeleteAll { path }
+        | Cmd::GetAcl { path, .. }
+        | Cmd::Sync { path } => Some(path),
+        Cmd::WhoAmI => None,
+    };
+    if path.is_some_and(|p| !p.starts_with('/')) {
+        return Err(usage("Path must start with / character"));
+    }
     Ok(cmd)
 }
 
