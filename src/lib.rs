@@ -5,6 +5,7 @@
 //! replies and watch events go back out through the connection.
 
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod import;
 pub mod jute;

@@ -35,6 +35,8 @@ enum Command {
     /// Import an Apache ZooKeeper data directory (snapshot + logs) into a Corral data directory.
     #[command(name = "import-zk")]
     ImportZk(corral::import::ImportArgs),
+    /// zkCli.sh-style client: `corral cli [-server host:port,...] COMMAND ARGS...`.
+    Cli(corral::cli::CliArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,5 +73,6 @@ fn run() -> anyhow::Result<()> {
         Command::Snap(args) => Ok(corral::tools::run_snap(args)?),
         Command::Purge(args) => Ok(corral::tools::run_purge(args)?),
         Command::ImportZk(args) => Ok(corral::import::run(args)?),
+        Command::Cli(args) => std::process::exit(corral::cli::main(args)),
     }
 }
