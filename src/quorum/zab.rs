@@ -323,6 +323,17 @@ mod durability {
             self.durable = self.durable.min(zxid);
         }
 
+        /// The id of the last log command issued (0 if none yet).
+        pub(super) fn last_issued(&self) -> WriteId {
+            WriteId(self.next - 1)
+        }
+
+        /// Whether every log command up to `id` is durable: a truncation too, which the
+        /// watermark cannot show (the entries it keeps were durable before it).
+        pub(super) fn confirmed(&self, id: WriteId) -> bool {
+            self.pending.front().is_none_or(|p| p.0 > id.0)
+        }
+
         /// The runtime reports writes up to `up_to` durable.
         pub(super) fn confirm(&mut self, up_to: WriteId) {
             while let Some(&(id, last)) = self.pending.front() {
@@ -392,6 +403,8 @@ struct Leader {
     /// The history this leader brings: its current epoch and last zxid when elected.
     initial_epoch: u64,
     initial_last: i64,
+    /// The last log command issued before leading: the history is on disk once it is.
+    initial_write: WriteId,
     /// A quorum (this member included) acknowledged the new epoch: discovery is over.
     discovered: bool,
     current_requested: bool,
@@ -413,6 +426,8 @@ enum Phase {
         session: u64,
         epoch: u64,
         sync_last: i64,
+        /// The last log command of the synchronisation (truncation, snapshot, entries).
+        sync_write: WriteId,
         epoch_requested: bool,
         up_to_date: bool,
         /// Highest zxid acknowledged to the leader (`None`: NEWLEADER not yet acknowledged).
@@ -866,6 +881,7 @@ impl Zab {
             epoch_durable: false,
             initial_epoch: self.current_epoch,
             initial_last: self.log.last(),
+            initial_write: self.dur.last_issued(),
             discovered: false,
             current_requested: false,
             established: false,
@@ -1185,7 +1201,7 @@ impl Zab {
             return;
         };
         let Some(epoch) = l.epoch else { return };
-        if !l.discovered || l.current_requested || self.dur.durable() < l.initial_last {
+        if !l.discovered || l.current_requested || !self.dur.confirmed(l.initial_write) {
             return;
         }
         l.current_requested = true;
@@ -1532,6 +1548,7 @@ impl Zab {
             session: s.session,
             epoch,
             sync_last: self.log.last(),
+            sync_write: self.dur.last_issued(),
             epoch_requested: false,
             up_to_date: false,
             acked: None,
@@ -1545,23 +1562,24 @@ impl Zab {
         Ok(())
     }
 
-    /// After the synced history is durable, record the leader's epoch as current.
+    /// After the synced history is durable, record the leader's epoch as current. Every
+    /// write of the synchronisation must be confirmed, the truncation included: a current
+    /// epoch on disk above a log that still has the cut entries would vouch for them.
     fn follower_maybe_persist_current(&mut self) {
-        let durable = self.dur.durable();
         let current = self.current_epoch;
         let State::Following(f) = &mut self.state else {
             return;
         };
         let Phase::Synced {
             epoch,
-            sync_last,
+            sync_write,
             ref mut epoch_requested,
             ..
         } = f.phase
         else {
             return;
         };
-        if *epoch_requested || durable < sync_last {
+        if *epoch_requested || !self.dur.confirmed(sync_write) {
             return;
         }
         *epoch_requested = true;
