@@ -2,7 +2,20 @@
 //! layout (`zxid`), and their deterministic simulation test (`sim`, tests only).
 //!
 //! The core is driven by a runtime that owns sockets, disks and the election; see `zab` for
-//! the events it takes and the commands it returns.
+//! the events it takes and the commands it returns. What the runtime owes the core:
+//!
+//! - execute commands in the order given; log commands (`Persist`, `Truncate`,
+//!   `InstallSnapshot`) strictly in order, reporting `Persisted { up_to }` after fsync (one
+//!   report may cover many writes); epoch records durably (temp file, fsync, rename, fsync the
+//!   directory), reporting `EpochPersisted`;
+//! - on start-up, hand over exactly what is on disk (`PersistentState`) and a fresh
+//!   `incarnation`; the tree is rebuilt from the snapshot alone, and log entries after it are
+//!   applied again when the core says they are committed (`Apply`);
+//! - feed `Tick` at a steady rate, peer frames as `Message`, and the election's outcome as
+//!   `BecomeLeader` / `BecomeFollower` / `BecomeObserver`; run an election when the core says
+//!   `RoleChanged(Looking)`;
+//! - answer `TakeSnapshotForPeer` with `SnapshotReady`, and report local snapshots with
+//!   `Compacted` so the core can forget the log before them.
 
 pub mod zab;
 pub mod zxid;

@@ -2,7 +2,9 @@
 //!
 //! Each seed builds 3 or 5 voters (sometimes plus an observer), a network that loses,
 //! delays, reorders, duplicates and (rarely) garbles messages and partitions the members, disks
-//! whose writes complete after a random delay in order and lose whatever is pending on a crash,
+//! whose log writes complete after a random delay in order (epoch files on their own, in no
+//! order with the log) and lose whatever is pending on a crash (an append in progress may leave
+//! a torn prefix),
 //! crashes and restarts (a restarted member is rebuilt from its disk only, sometimes everyone
 //! at once), local snapshots that let leaders forget old log entries (so lagging followers need
 //! state transfer), a toy election (`elect`) that is usually sensible and sometimes not, and

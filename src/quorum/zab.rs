@@ -38,7 +38,14 @@
 //! opened for that follower, so duplicated, delayed or reordered messages from another session
 //! are dropped. Within a session a follower accepts leader messages only in order (a gap means
 //! a lost message: the follower gives up and looks for a leader again), which is what TCP gives
-//! the real runtime, but safety does not rely on it.
+//! the real runtime, but safety does not rely on it. Handshake messages are retransmitted on
+//! the ping interval, acknowledgements are cumulative, pings repeat the commit point and
+//! `UpToDate`, and a follower still short of the leader's last zxid for several pings
+//! resynchronises, so the protocol also makes progress over a lossy network.
+//!
+//! Liveness needs one more rule: a follower that promised a later epoch (or the same epoch to
+//! another leader) can never join; when it asks, the leader steps down so that the next
+//! election picks an epoch above that promise.
 //!
 //! # Durability contract
 //!
@@ -48,7 +55,12 @@
 //! same zxid can name a write that was undone. Acknowledgements are built only from the
 //! durable watermark, which only `Persisted` raises (see `Durability`), so "a follower
 //! acknowledges only what is fsync'd" is a property of the API, not a promise in a comment.
-//! Epoch records ([`Command::PersistEpoch`]) are acknowledged by [`Event::EpochPersisted`].
+//! Epoch records ([`Command::PersistEpoch`]) are acknowledged by [`Event::EpochPersisted`];
+//! they need no ordering with respect to log writes: the core asks for the current epoch only
+//! after every log write it vouches for (a truncation included) is confirmed.
+//!
+//! Proposals enter through [`Zab::propose`] rather than an event, because the caller needs the
+//! zxid (or [`ZabError::NotLeader`]) back at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
