@@ -287,6 +287,18 @@ impl World {
         for c in cmds {
             self.execute(i, c)?;
         }
+        // What the core says is applied is exactly what reached the state machine.
+        let n = &self.nodes[i];
+        if let Some(core) = n.core.as_ref() {
+            if core.last_committed() != n.tree.last {
+                return self.fail(format!(
+                    "n{}: core applied {:#x}, state machine at {:#x}",
+                    n.id,
+                    core.last_committed(),
+                    n.tree.last
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -500,6 +512,7 @@ impl World {
         }
         n.io.clear();
         n.epoch_io.clear();
+        self.snapshot_requests.retain(|r| r.1 != i);
         self.stats.crashes += 1;
         n.up_at = self.now + down_ticks * TICK;
         self.log(|| format!("crash n{}", self.nodes[i].id));

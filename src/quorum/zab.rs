@@ -1131,13 +1131,7 @@ impl Zab {
     }
 
     fn on_snapshot_ready(&mut self, peer: PeerId, z: i64, state: Bytes) -> Result<(), ZabError> {
-        if z > self.applied {
-            return Err(ZabError::InvalidRequest(format!(
-                "snapshot at {} is beyond the applied {}",
-                zxid::display(z),
-                zxid::display(self.applied)
-            )));
-        }
+        let applied = self.applied;
         let State::Leading(l) = &mut self.state else {
             return Ok(());
         };
@@ -1146,7 +1140,14 @@ impl Zab {
             return Ok(());
         };
         if p.stage != Stage::AwaitSnapshot {
-            return Ok(());
+            return Ok(()); // no longer wanted
+        }
+        if z > applied {
+            return Err(ZabError::InvalidRequest(format!(
+                "snapshot at {} is beyond the applied {}",
+                zxid::display(z),
+                zxid::display(applied)
+            )));
         }
         if z < self.log.base {
             // The log moved past this snapshot meanwhile; ask for a newer one.
