@@ -648,3 +648,44 @@ fn restart_rejects_a_log_out_of_order() {
         Err(ZabError::InvalidState(_))
     ));
 }
+
+#[test]
+fn sync_follower_waits_for_a_bare_truncation_before_recording_the_epoch() {
+    let mut f = member(
+        cfg(2, &[1, 2, 3], &[]),
+        disk((1, 1), 1, vec![entry(1, 1), entry(1, 2)]),
+    );
+    let nonce = nonce_of(&run(&mut f, Event::BecomeFollower { leader: 1 }));
+    let li = Body::LeaderInfo(pb::LeaderInfo {
+        nonce,
+        session: 1,
+        epoch: 2,
+    });
+    run(&mut f, from(1, li));
+    let rec = AcceptedEpoch {
+        epoch: 2,
+        leader: 1,
+    };
+    run(&mut f, Event::EpochPersisted(EpochRecord::Accepted(rec)));
+    let sync = Body::Sync(pb::Sync {
+        session: 1,
+        epoch: 2,
+        start: Some(Start::Trunc(pb::Trunc {
+            after_zxid: z(1, 1),
+        })),
+        entries: vec![],
+        commit_zxid: 0,
+    });
+    // What it keeps was durable already; the cut is not yet, so no current epoch.
+    assert_eq!(
+        run(&mut f, from(1, sync)),
+        vec![Command::Truncate {
+            id: WriteId(1),
+            after_zxid: z(1, 1)
+        }]
+    );
+    assert_eq!(
+        run(&mut f, Event::Persisted { up_to: WriteId(1) }),
+        vec![Command::PersistEpoch(EpochRecord::Current(2))]
+    );
+}
