@@ -87,6 +87,16 @@ pub enum Outbound {
     Close,
 }
 
+/// What became of a message handed to a connection's outbox.
+enum Delivery {
+    /// In the outbox, or held until durability.
+    Queued,
+    /// The outbox is full: the client is not reading.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
 /// A message waiting until the transaction it may reflect is durable.
 struct Held {
     needs_zxid: i64,
@@ -562,20 +572,34 @@ impl Core {
             conn.stats.sent += 1;
             self.stats.packets_sent += 1;
         }
+        let tx = conn.tx.clone();
+        let peer = conn.peer;
+        match self.out(conn_id, &tx, msg) {
+            Delivery::Queued => {}
+            Delivery::Full => {
+                warn!(%peer, "client is not reading its replies; closing connection");
+                self.drop_conn(conn_id);
+            }
+            Delivery::Closed => self.drop_conn(conn_id),
+        }
+    }
+
+    /// Hands `msg` to a connection's outbox, or holds it while a transaction it may reflect is
+    /// not durable yet. Held messages leave in order once it is (see `on_durable`).
+    fn out(&mut self, conn_id: ConnId, tx: &mpsc::Sender<Outbound>, msg: Outbound) -> Delivery {
         if self.last_zxid > self.durable_zxid {
             self.held.push_back(Held {
                 needs_zxid: self.last_zxid,
                 conn_id,
-                tx: conn.tx.clone(),
+                tx: tx.clone(),
                 msg,
             });
-            return;
+            return Delivery::Queued;
         }
-        if let Err(e) = conn.tx.try_send(msg) {
-            if let mpsc::error::TrySendError::Full(_) = e {
-                warn!(peer = %conn.peer, "client is not reading its replies; closing connection");
-            }
-            self.drop_conn(conn_id);
+        match tx.try_send(msg) {
+            Ok(()) => Delivery::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Closed,
         }
     }
 
@@ -603,16 +627,7 @@ impl Core {
             return;
         };
         // The close goes through the same queue as replies so it never overtakes them.
-        if self.last_zxid > self.durable_zxid {
-            self.held.push_back(Held {
-                needs_zxid: self.last_zxid,
-                conn_id,
-                tx: conn.tx.clone(),
-                msg: Outbound::Close,
-            });
-        } else {
-            let _ = conn.tx.try_send(Outbound::Close);
-        }
+        let _ = self.out(conn_id, &conn.tx, Outbound::Close);
         if let Some(s) = self.sessions.get_mut(conn.session_id) {
             if s.conn == Some(conn_id) {
                 s.conn = None;
