@@ -9,6 +9,13 @@ Fixtures
 ``ensemble_factory``  start(kind, n=3) -> [ServerProcess]: members with their own
                       dirs, myid and server.N lines on loopback ports
                       (``servers.allocate_ensemble``), returned once all serve.
+``quorum_factory``    start(kind="corral", n=3, **spec_fields) -> servers.Ensemble: members
+                      with tickTime 200 (initLimit 10, syncLimit 5), returned once
+                      ``srvr`` shows one leader and n-1 followers; stopped at teardown,
+                      logs of every member printed when the test failed.
+``corral_ensemble``   a fresh 3-member Corral ensemble (``quorum_factory("corral")``);
+                      INTEROP_CORRAL_CMD=zookeeper makes it an Apache ZooKeeper one.
+``zookeeper_ensemble`` a fresh 3-member Apache ZooKeeper 3.8 ensemble.
 ``kazoo_factory``     make(server, **kw) -> started KazooClient, stopped at teardown.
                       ``server`` may also be a "host:port,host:port" string.
 """
@@ -108,6 +115,46 @@ def ensemble_factory(server_factory):
         return members
 
     return start
+
+
+@pytest.fixture
+def quorum_factory(tmp_path, request):
+    """start(kind="corral", n=3, **spec_fields) -> servers.Ensemble, settled
+    into one leader and n-1 followers. A kind whose ensemble failed to come up
+    once fails at once afterwards (standalone servers of that kind are not
+    affected)."""
+    started = []
+
+    def start(kind="corral", n=3, **spec_fields):
+        key = f"{kind} ensemble"
+        if key in _BROKEN:
+            pytest.fail(f"a {key} did not start earlier in this run; not trying again:\n{_BROKEN[key]}",
+                        pytrace=False)
+        try:
+            ens = servers.start_ensemble(kind, tmp_path / f"ensemble{len(started)}", n=n, **spec_fields)
+        except servers.ServerError as e:
+            _BROKEN[key] = str(e)[:6000]
+            pytest.fail(f"{key} did not start: {e}", pytrace=False)
+        started.append(ens)
+        return ens
+
+    yield start
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for ens in started:
+            print(f"\n{ens!r}\n{ens.log_tails(40)}")
+    for ens in reversed(started):
+        ens.stop()
+
+
+@pytest.fixture
+def corral_ensemble(quorum_factory):
+    return quorum_factory("corral")
+
+
+@pytest.fixture
+def zookeeper_ensemble(quorum_factory):
+    return quorum_factory("zookeeper")
 
 
 @pytest.fixture

@@ -18,7 +18,10 @@ stopped by PID with SIGTERM (SIGKILL only if it does not exit in time).
 Ensembles: ``ServerSpec`` carries ``myid`` and ``peers`` (``server.N`` lines);
 ``start_server`` writes ``myid`` into the data dir when given. A 3-node fixture
 needs only to allocate the ports for all peers first, then start each member
-with the same ``peers`` list (see ``allocate_ensemble``).
+with the same ``peers`` list (see ``allocate_ensemble``). ``start_ensemble``
+does that and returns an ``Ensemble`` once its members have settled into roles
+(one ``Mode: leader``, the rest ``Mode: follower`` in ``srvr``); the
+``Ensemble`` kills, restarts and stops members and waits for a new leader.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
+import re
 import shlex
 import signal
 import socket
@@ -475,3 +479,174 @@ def start_server(kind: str, workdir: Path, spec: Optional[ServerSpec] = None,
             if spec.peers or not server.exit_code_before_ready:
                 break
     raise last_error
+
+
+# --------------------------------------------------------------------------
+# ensembles
+
+
+# What `srvr` (and `stat`) say on a member that is not leading, following or
+# observing: ZooKeeper's ZK_NOT_SERVING.
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
+_MODE_LINE = re.compile(r"^Mode: (\S+)\s*$", re.M)
+
+
+def server_mode(port: int, timeout: float = 2.0) -> Optional[str]:
+    """The role a server reports in ``srvr``: "leader", "follower",
+    "observer", "standalone"; None when it is not serving (NOT_SERVING),
+    does not answer, or answers something else."""
+    try:
+        text = four_letter(port, "srvr", timeout=timeout)
+    except OSError:
+        return None
+    m = _MODE_LINE.search(text)
+    return m.group(1) if m else None
+
+
+class Ensemble:
+    """The members of one ensemble (``ServerProcess`` objects with ``myid``
+    and ``peers`` in their spec), in myid order."""
+
+    def __init__(self, kind: str, members: List[ServerProcess], base: Path):
+        self.kind = kind
+        self.members = list(members)
+        self.base = base
+        self.killed: List[ServerProcess] = []
+
+    # --- addressing
+
+    def member(self, myid: int) -> ServerProcess:
+        for m in self.members:
+            if m.spec.myid == myid:
+                return m
+        raise KeyError(myid)
+
+    @property
+    def hosts(self) -> str:
+        """Connect string listing every member (myid order)."""
+        return ",".join(m.hosts for m in self.members)
+
+    def hosts_from(self, first: ServerProcess) -> str:
+        """Connect string listing every member, `first` first and the rest
+        in myid order after it: a client that does not shuffle its host list
+        connects to `first` and fails over to the others."""
+        i = self.members.index(first)
+        order = self.members[i:] + self.members[:i]
+        return ",".join(m.hosts for m in order)
+
+    def alive(self) -> List[ServerProcess]:
+        return [m for m in self.members if m.proc is not None and m.proc.poll() is None]
+
+    # --- roles
+
+    def modes(self) -> Dict[int, Optional[str]]:
+        """myid -> mode from srvr, for the members that are running."""
+        return {m.spec.myid: server_mode(m.port) for m in self.alive()}
+
+    def wait_roles(self, timeout: float = READY_TIMEOUT_S, not_leader: Optional[int] = None) -> ServerProcess:
+        """Wait until every running member serves, exactly one as leader and
+        the others as followers (and the leader is not `not_leader`); return
+        the leader. Fails with the modes seen and the members' log tails."""
+        deadline = time.monotonic() + timeout
+        modes: Dict[int, Optional[str]] = {}
+        while time.monotonic() < deadline:
+            for m in self.members:
+                if m.proc is not None and m.proc.poll() is not None and m not in self.killed:
+                    raise ServerError(f"{m.kind} myid={m.spec.myid} exited with {m.proc.returncode}\n"
+                                      + m.log_tail())
+            modes = self.modes()
+            leaders = [i for i, mode in modes.items() if mode == "leader"]
+            followers = [i for i, mode in modes.items() if mode == "follower"]
+            if (len(leaders) == 1 and len(leaders) + len(followers) == len(modes)
+                    and leaders[0] != not_leader):
+                leader = self.member(leaders[0])
+                # Apache ZooKeeper reports its role a moment before its
+                # request pipeline is up; wait until each member takes sessions.
+                if all(accepts_sessions(m.port) for m in self.alive()):
+                    return leader
+            time.sleep(0.05)
+        raise ServerError(f"{self.kind} ensemble did not settle into one leader and followers "
+                          f"within {timeout}s; srvr modes: {modes}\n"
+                          + "\n".join(m.log_tail(25) for m in self.members))
+
+    def leader(self) -> ServerProcess:
+        """The member that says it leads now (no waiting)."""
+        for i, mode in self.modes().items():
+            if mode == "leader":
+                return self.member(i)
+        raise ServerError(f"no leader now: {self.modes()}")
+
+    def followers(self) -> List[ServerProcess]:
+        return [self.member(i) for i, mode in self.modes().items() if mode == "follower"]
+
+    # --- faults and lifecycle
+
+    def kill(self, member: ServerProcess) -> None:
+        """kill -9 one member (by its PID)."""
+        self.killed.append(member)
+        member.kill()
+
+    def restart(self, member: ServerProcess, wait: bool = True) -> ServerProcess:
+        """Start a stopped or killed member again with the same spec and
+        directory (its data dir and myid are kept); replaces it in
+        ``members``."""
+        if member.proc is not None and member.proc.poll() is None:
+            member.stop()
+        fresh = start_server(member.kind, member.workdir, spec=member.spec, wait=False)
+        self.members[self.members.index(member)] = fresh
+        if member in self.killed:
+            self.killed.remove(member)
+        if wait:
+            fresh.wait_ready()
+        return fresh
+
+    def stop(self) -> None:
+        for m in reversed(self.members):
+            m.stop()
+
+    def log_tails(self, n: int = 30) -> str:
+        return "\n".join(f"===== {m!r} myid={m.spec.myid}\n{m.log_tail(n)}" for m in self.members)
+
+    def __repr__(self):
+        return f"<Ensemble {self.kind} {[(m.spec.myid, m.port) for m in self.members]}>"
+
+
+def ensemble_specs(n: int = 3, tick_time: int = 200, client_in_server_lines: bool = True,
+                   **spec_fields) -> List[ServerSpec]:
+    """`allocate_ensemble` with the ensemble timing of the suite (tickTime
+    200 ms; initLimit 10 and syncLimit 5 ticks come from ``common_cfg``) and
+    any other ServerSpec fields.
+
+    With `client_in_server_lines` the ``server.N`` lines name each member's
+    client address too (``server.N=127.0.0.1:QP:EP;127.0.0.1:CP``, the 3.5+
+    form); without, they are the old ``server.N=127.0.0.1:QP:EP`` form. Either
+    way each member's zoo.cfg also has its own clientPort."""
+    specs = [dataclasses.replace(s, tick_time=tick_time, **spec_fields) for s in allocate_ensemble(n)]
+    if client_in_server_lines:
+        ports = {s.myid: s.client_port for s in specs}
+        peers = {i: f"{addr};127.0.0.1:{ports[i]}" for i, addr in specs[0].peers.items()}
+        specs = [dataclasses.replace(s, peers=dict(peers)) for s in specs]
+    return specs
+
+
+def start_ensemble(kind: str, base: Path, n: int = 3, timeout: float = READY_TIMEOUT_S,
+                   client_in_server_lines: bool = True, **spec_fields) -> Ensemble:
+    """Start an n-member ensemble of `kind` under `base` (one directory per
+    member, ``{kind}-{myid}``), wait until each answers ``ruok`` and until
+    they have settled into one leader and n-1 followers. On failure every
+    member is stopped and ServerError carries their logs."""
+    specs = ensemble_specs(n, client_in_server_lines=client_in_server_lines, **spec_fields)
+    members = []
+    try:
+        for s in specs:
+            members.append(start_server(kind, base / f"{kind}-{s.myid}", spec=s, wait=False))
+        ens = Ensemble(kind, members, base)
+        deadline = time.monotonic() + timeout
+        for m in members:
+            m.wait_ready(max(1.0, deadline - time.monotonic()))
+        ens.wait_roles(max(1.0, deadline - time.monotonic()))
+        return ens
+    except BaseException:
+        for m in members:
+            m.stop()
+        raise
