@@ -489,6 +489,25 @@ def test_leader_killed_while_client_holds_lock_and_writes(ensemble, kazoo_factor
     lock_node = f"/fo/lock/{lock.node}"
     assert holder.exists(lock_node).ephemeralOwner == holder_sid
 
+    # watch recipes the holder set up through the old leader keep working
+    # through the survivor it moves to (kazoo drops its watches on a
+    # disconnect and the recipes set them again once reconnected)
+    holder.create("/fo/cfg", b"v0")
+    watched, watched_children = [], []
+    watch_cond = threading.Condition()
+
+    @DataWatch(holder, "/fo/cfg")
+    def on_data(data, stat):
+        with watch_cond:
+            watched.append(data)
+            watch_cond.notify_all()
+
+    @ChildrenWatch(holder, "/fo/cfg")
+    def on_children(children):
+        with watch_cond:
+            watched_children.append(sorted(children))
+            watch_cond.notify_all()
+
     writer.ensure_path("/fo/w")
     acked = []
     attempted = [0]
@@ -560,6 +579,21 @@ def test_leader_killed_while_client_holds_lock_and_writes(ensemble, kazoo_factor
         children = set(c.get_children("/fo/w"))
         assert expected <= children, f"acknowledged writes lost: {sorted(expected - children)[:10]}"
         assert children <= {f"n{i:06d}" for i in range(attempted[0])}
+    # one session's writes are applied in the order it issued them, across
+    # the failover, and those after it carry the new leader's higher epoch
+    czxids = [writer.exists(f"/fo/w/n{i:06d}").czxid for i in acked]
+    assert czxids == sorted(czxids) and len(set(czxids)) == len(czxids)
+    shift = 32 if old_leader.impl == "zookeeper" else 48
+    assert czxids[acked_at_kill - 1] >> shift < czxids[-1] >> shift, \
+        [hex(z) for z in czxids[acked_at_kill - 2:acked_at_kill + 2]]
+
+    # the watch recipes see changes made through the other survivor
+    contender_client.set("/fo/cfg", b"v1")
+    contender_client.create("/fo/cfg/child", b"")
+    with watch_cond:
+        assert watch_cond.wait_for(
+            lambda: watched[-1:] == [b"v1"] and watched_children[-1:] == [["child"]], WAIT), \
+            (watched, watched_children)
     # session still usable for ephemerals after the move
     holder.create("/fo/after", b"", ephemeral=True)
 
@@ -578,6 +612,21 @@ def test_leader_killed_while_client_holds_lock_and_writes(ensemble, kazoo_factor
     assert got.wait(WAIT)
     w.join(WAIT)
     contender.release()
+
+
+def test_old_form_server_lines(quorum_factory, kazoo_factory):
+    """``server.N=127.0.0.1:QP:EP`` with clientPort only in zoo.cfg: the
+    ensemble forms and replicates all the same."""
+    ens = quorum_factory("corral", client_in_server_lines=False,
+                         max_session_timeout=SESSION_TIMEOUT_MS)
+    cfg = (ens.members[0].workdir / "zoo.cfg").read_text()
+    assert ";" not in cfg and "server.3=" in cfg
+    assert sorted(ens.modes().values()) == ["follower", "follower", "leader"]
+    a, b, c = spread_clients(kazoo_factory, ens, 3)
+    a.create("/old-form", b"ok")
+    for x in (b, c):
+        x.sync("/old-form")
+        assert x.get("/old-form")[0] == b"ok"
 
 
 def test_killed_leader_rejoins_and_catches_up(ensemble, kazoo_factory):
