@@ -469,15 +469,18 @@ def test_watches_see_changes_made_through_other_members(ensemble, kazoo_factory)
 # failover
 
 
-def test_leader_killed_while_client_holds_lock_and_writes(ensemble, kazoo_factory):
-    """kill -9 the leader while a client connected to it holds a lock and
-    another one connected to it writes: both reconnect to survivors with the
-    same session, the lock stays held (and exclusive), every acknowledged
-    write survives, writes go on, and a new leader is elected."""
+@pytest.mark.parametrize("victim_role", ["leader", "follower"])
+def test_member_killed_while_client_holds_lock_and_writes(ensemble, kazoo_factory, victim_role):
+    """kill -9 a member (the leader, or a follower) while a client connected
+    to it holds a lock and another one connected to it writes: both reconnect
+    to survivors with the same session, the lock stays held (and exclusive),
+    every acknowledged write survives, writes go on; a new leader is elected
+    when the leader was killed, the old one stays when a follower was."""
     old_leader = ensemble.leader()
-    survivors = [m for m in ensemble.members if m is not old_leader]
-    holder = client_on(kazoo_factory, ensemble, old_leader)
-    writer = client_on(kazoo_factory, ensemble, old_leader)
+    victim = old_leader if victim_role == "leader" else ensemble.followers()[0]
+    survivors = [m for m in ensemble.members if m is not victim]
+    holder = client_on(kazoo_factory, ensemble, victim)
+    writer = client_on(kazoo_factory, ensemble, victim)
     contender_client = client_on(kazoo_factory, ensemble, survivors[0])
     holder_sid, writer_sid = holder.client_id[0], writer.client_id[0]
     states = {"holder": [], "writer": []}
@@ -539,10 +542,13 @@ def test_leader_killed_while_client_holds_lock_and_writes(ensemble, kazoo_factor
     wait_for(lambda: len(acked) >= 20 or errors, "20 writes before the kill")
     assert not errors, errors
 
-    ensemble.kill(old_leader)
+    ensemble.kill(victim)
     acked_at_kill = len(acked)
-    new_leader = ensemble.wait_roles(timeout=WAIT, not_leader=old_leader.spec.myid)
-    assert new_leader is not old_leader and new_leader in survivors
+    if victim is old_leader:
+        new_leader = ensemble.wait_roles(timeout=WAIT, not_leader=old_leader.spec.myid)
+        assert new_leader is not old_leader and new_leader in survivors
+    else:
+        assert ensemble.wait_roles(timeout=WAIT) is old_leader
 
     # both clients come back on a survivor, with their sessions
     for name, c in (("holder", holder), ("writer", writer)):
@@ -583,9 +589,10 @@ def test_leader_killed_while_client_holds_lock_and_writes(ensemble, kazoo_factor
     # the failover, and those after it carry the new leader's higher epoch
     czxids = [writer.exists(f"/fo/w/n{i:06d}").czxid for i in acked]
     assert czxids == sorted(czxids) and len(set(czxids)) == len(czxids)
-    shift = 32 if old_leader.impl == "zookeeper" else 48
-    assert czxids[acked_at_kill - 1] >> shift < czxids[-1] >> shift, \
-        [hex(z) for z in czxids[acked_at_kill - 2:acked_at_kill + 2]]
+    if victim is old_leader:
+        shift = 32 if old_leader.impl == "zookeeper" else 48
+        assert czxids[acked_at_kill - 1] >> shift < czxids[-1] >> shift, \
+            [hex(z) for z in czxids[acked_at_kill - 2:acked_at_kill + 2]]
 
     # the watch recipes see changes made through the other survivor
     contender_client.set("/fo/cfg", b"v1")
@@ -627,6 +634,45 @@ def test_old_form_server_lines(quorum_factory, kazoo_factory):
     for x in (b, c):
         x.sync("/old-form")
         assert x.get("/old-form")[0] == b"ok"
+
+
+def test_session_orphaned_by_dead_leader_expires(ensemble, kazoo_factory):
+    """A session whose only server was the leader that died cannot reconnect:
+    the new leader expires it, its ephemerals go, and a lock it held passes
+    to a waiter on another member; sessions that reconnected are untouched."""
+    old_leader = ensemble.leader()
+    survivors = [m for m in ensemble.members if m is not old_leader]
+    # connect string naming the leader only: nowhere to go once it is gone
+    orphan = kazoo_factory(old_leader.hosts, timeout=2.0)
+    keeper = client_on(kazoo_factory, ensemble, old_leader)
+    observer = client_on(kazoo_factory, ensemble, survivors[0])
+    orphan_sid = orphan.client_id[0]
+    orphan.create("/orphan-eph", b"", ephemeral=True)
+    keeper.create("/keeper-eph", b"", ephemeral=True)
+    held = Lock(orphan, "/olock", identifier="orphan")
+    assert held.acquire(timeout=WAIT)
+    waiter = Lock(observer, "/olock", identifier="waiter")
+    acquired = threading.Event()
+
+    def wait_lock():
+        if waiter.acquire(timeout=WAIT * 2):
+            acquired.set()
+
+    t = threading.Thread(target=wait_lock, daemon=True)
+    t.start()
+    wait_for(lambda: waiter.contenders() == ["orphan", "waiter"], "waiter queued")
+
+    ensemble.kill(old_leader)
+    ensemble.wait_roles(timeout=WAIT, not_leader=old_leader.spec.myid)
+    assert acquired.wait(WAIT * 2), "lock of the orphaned session never passed on"
+    t.join(WAIT)
+    observer.sync("/")
+    assert observer.exists("/orphan-eph") is None
+    stat = observer.exists("/keeper-eph")
+    assert stat is not None and stat.ephemeralOwner == keeper.client_id[0]
+    assert orphan_sid not in {observer.exists(f"/olock/{c}").ephemeralOwner
+                              for c in observer.get_children("/olock")}
+    waiter.release()
 
 
 def test_killed_leader_rejoins_and_catches_up(ensemble, kazoo_factory):
