@@ -65,6 +65,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> List[int]:
+    """n distinct ports that were free on 127.0.0.1 a moment ago (all bound
+    at once, so the kernel cannot hand out the same one twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def four_letter(port: int, cmd: str, timeout: float = 2.0, host: str = "127.0.0.1") -> str:
     """Send a four-letter word and return everything the server sends back."""
     with socket.create_connection((host, port), timeout=timeout) as s:
@@ -208,10 +223,12 @@ class ServerSpec:
 
 
 def allocate_ensemble(n: int = 3) -> List[ServerSpec]:
-    """Specs for an n-node ensemble on loopback, ports allocated."""
-    peers = {i: f"127.0.0.1:{free_port()}:{free_port()}" for i in range(1, n + 1)}
+    """Specs for an n-node ensemble on loopback, ports allocated (all
+    distinct)."""
+    ports = free_ports(3 * n)
+    peers = {i: f"127.0.0.1:{ports[3 * (i - 1)]}:{ports[3 * (i - 1) + 1]}" for i in range(1, n + 1)}
     return [
-        ServerSpec(client_port=free_port(), myid=i, peers=dict(peers))
+        ServerSpec(client_port=ports[3 * (i - 1) + 2], myid=i, peers=dict(peers))
         for i in range(1, n + 1)
     ]
 
@@ -629,23 +646,56 @@ def ensemble_specs(n: int = 3, tick_time: int = 200, client_in_server_lines: boo
     return specs
 
 
+# A member that dies at start-up because one of its ports was taken in the
+# meantime (by anyone, including another member's outgoing peer connection,
+# which gets its local port from the same range as `free_ports`).
+_PORT_TAKEN = re.compile(r"already in use|os error 98|BindException", re.I)
+
+
 def start_ensemble(kind: str, base: Path, n: int = 3, timeout: float = READY_TIMEOUT_S,
-                   client_in_server_lines: bool = True, **spec_fields) -> Ensemble:
+                   client_in_server_lines: bool = True, attempts: int = 3,
+                   **spec_fields) -> Ensemble:
     """Start an n-member ensemble of `kind` under `base` (one directory per
     member, ``{kind}-{myid}``), wait until each answers ``ruok`` and until
     they have settled into one leader and n-1 followers. On failure every
-    member is stopped and ServerError carries their logs."""
+    member is stopped and ServerError carries their logs. Only when a member
+    exited at start-up saying that a port was in use is the whole ensemble
+    started again on fresh ports (in ``{kind}-{myid}.retryK``)."""
+    for attempt in range(attempts):
+        suffix = f".retry{attempt}" if attempt else ""
+        try:
+            return _start_ensemble_once(kind, base, suffix, n, timeout, client_in_server_lines,
+                                        **spec_fields)
+        except _PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(ServerError):
+    pass
+
+
+def _start_ensemble_once(kind, base, suffix, n, timeout, client_in_server_lines, **spec_fields):
     specs = ensemble_specs(n, client_in_server_lines=client_in_server_lines, **spec_fields)
     members = []
     try:
         for s in specs:
-            members.append(start_server(kind, base / f"{kind}-{s.myid}", spec=s, wait=False))
+            members.append(start_server(kind, base / f"{kind}-{s.myid}{suffix}", spec=s, wait=False))
         ens = Ensemble(kind, members, base)
         deadline = time.monotonic() + timeout
         for m in members:
             m.wait_ready(max(1.0, deadline - time.monotonic()))
         ens.wait_roles(max(1.0, deadline - time.monotonic()))
         return ens
+    except ServerError as e:
+        for m in members:
+            m.stop()
+        died_on_port = [m for m in members if m.exit_code not in (None, 0)
+                        and _PORT_TAKEN.search(m.log_tail(20))]
+        if died_on_port:
+            raise _PortTaken(str(e)) from e
+        raise
     except BaseException:
         for m in members:
             m.stop()
