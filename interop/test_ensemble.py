@@ -36,7 +36,6 @@ from kazoo.recipe.queue import LockingQueue, Queue
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import KazooRetry
 
-import servers
 from test_recipes import Occupancy, run_threads
 from test_zkcli import compare, format_transcript, normalise, zkcli
 
