@@ -13,6 +13,7 @@ fn cfg(myid: PeerId, voters: &[PeerId], observers: &[PeerId]) -> Config {
         init_limit_ticks: 10,
         sync_limit_ticks: 5,
         ping_interval_ticks: 2,
+        retry_interval_ticks: 2,
     }
 }
 
