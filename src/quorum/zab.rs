@@ -781,7 +781,9 @@ impl Zab {
                     State::Leading(l) if l.epoch == Some(a.epoch) && a.leader == self.cfg.myid => {
                         l.epoch_durable = true;
                         self.leader_send_infos();
-                        self.leader_maybe_persist_current();
+                        // A one-voter ensemble has its quorum now; others finish discovery
+                        // when enough AckEpochs arrive.
+                        self.leader_maybe_discovered();
                     }
                     State::Following(f) => {
                         if let Phase::AwaitEpochDurable { session, epoch } = f.phase {
