@@ -62,10 +62,9 @@ pub async fn run(opts: ConnectOptions) -> Result<(), CliError> {
         }
         let mut printer = editor.create_external_printer().map_err(readline_io)?;
         let events = EventSink::with_printer(Box::new(move |text: String| {
-            let text = text.strip_suffix('\n').unwrap_or(&text).to_string();
             if let Err(e) = printer.print(text.clone()) {
                 tracing::debug!("external printer: {e}");
-                println!("{text}");
+                print!("{text}");
             }
         }));
         spawn_reader(
@@ -237,10 +236,10 @@ impl ShellHelper {
         };
         // The reader thread is outside the runtime, which the shell's thread drives while it
         // waits for this line.
-        let listed = self.handle.block_on(tokio::time::timeout(
-            COMPLETION_DEADLINE,
-            client.list_children(parent),
-        ));
+        // The timer is made inside the async block, where block_on has entered the runtime.
+        let listed = self.handle.block_on(async {
+            tokio::time::timeout(COMPLETION_DEADLINE, client.list_children(parent)).await
+        });
         match listed {
             Ok(Ok(mut c)) => {
                 c.sort();
