@@ -338,7 +338,7 @@ fn unreachable_server_still_gives_a_shell() {
 fn openpty() -> (OwnedFd, OwnedFd) {
     let mut master = -1;
     let mut slave = -1;
-    let mut size = libc::winsize {
+    let size = libc::winsize {
         ws_row: 24,
         ws_col: 200,
         ws_xpixel: 0,
@@ -351,7 +351,7 @@ fn openpty() -> (OwnedFd, OwnedFd) {
             &mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
-            &mut size,
+            &size,
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
