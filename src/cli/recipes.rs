@@ -502,9 +502,12 @@ async fn watch(
                     let mut line = format!("{} {}", format::event_type(ev.event_type), ev.path);
                     if matches!(ev.event_type, EventType::NodeCreated | EventType::NodeDataChanged) {
                         // The data now, which may already be newer than this event's.
-                        if let Ok((data, _)) = client.get_data(&ev.path).await {
-                            line.push(' ');
-                            line += &format::one_line(&data);
+                        match client.get_data(&ev.path).await {
+                            Ok((data, _)) if !data.is_empty() => {
+                                line.push(' ');
+                                line += &format::one_line(&data);
+                            }
+                            _ => {}
                         }
                     }
                     println!("{line}");
