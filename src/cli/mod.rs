@@ -84,7 +84,7 @@ pub enum CliError {
     #[error("KeeperErrorCode = {code} for {path}")]
     Keeper { code: &'static str, path: String },
     /// An error of the client library itself (timeout, closed client...).
-    #[error("{path}: {source}")]
+    #[error("{}{source}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
     Client {
         path: String,
         #[source]

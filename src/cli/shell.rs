@@ -597,17 +597,18 @@ impl Shell {
                 if gone.is_empty() {
                     return Err(CliError::NoWatcher(path));
                 }
+                // Dropping a watcher (with its task) removes it locally at once and from the
+                // server when connected, so `-l` (local removal while disconnected) needs
+                // nothing more.
+                let _ = local;
                 let mut kinds: Vec<&'static str> = Vec::new();
                 for w in gone {
-                    // Dropping the watcher (with its task) removes the watch from the
-                    // server, or only locally (-l) when the session is not connected.
                     w.task.abort();
                     let name = w.kind.removed_event();
                     if !kinds.contains(&name) {
                         kinds.push(name);
                     }
                 }
-                let _ = local;
                 for name in kinds {
                     let state = format::keeper_state(client.state());
                     self.events
