@@ -245,6 +245,14 @@ fn watch_events_print_as_they_arrive() {
     sh.send("removewatches /w");
     sh.wait_stdout("type:PersistentWatchRemoved path:/w");
     sh.send("removewatches /w");
+    sh.wait_stderr("KeeperErrorCode = No such watcher for /w");
+    // `ls -R -w` leaves a child watch on every node it lists.
+    sh.send("ls -R -w /w");
+    sh.wait_stdout("/w\n/w/new\n/w/new/deep\n");
+    sh.send("create /w/new/deep/deeper");
+    sh.wait_stdout("type:NodeChildrenChanged path:/w/new/deep zxid: ");
+    sh.send("removewatches /w/new -c");
+    sh.wait_stdout("type:ChildWatchRemoved path:/w/new zxid: ");
     sh.send("printwatches off");
     sh.send("get -w /w");
     sh.send("set /w v3");

@@ -349,16 +349,14 @@ impl Shell {
                 path,
             } => {
                 if recursive {
-                    for p in subtree_bfs(&client, &path).await? {
+                    let nodes = if watch {
+                        self.subtree_with_child_watches(&client, &path).await?
+                    } else {
+                        subtree_bfs(&client, &path).await?
+                    };
+                    for p in nodes {
                         out += &p;
                         out.push('\n');
-                    }
-                    if watch {
-                        let (_, w) = client
-                            .list_and_watch_children(&path)
-                            .await
-                            .map_err(|e| CliError::zk(&path, e))?;
-                        self.watch_oneshot(&path, Registered::Children, w);
                     }
                     return Ok(out);
                 }
@@ -671,6 +669,33 @@ impl Shell {
             }
         }
         Ok(out)
+    }
+}
+
+impl Shell {
+    /// `ls -R -w`: the subtree in [`subtree_bfs`] order, leaving a child watch on every node
+    /// listed, as zkCli does.
+    async fn subtree_with_child_watches(
+        &mut self,
+        client: &Client,
+        root: &str,
+    ) -> Result<Vec<String>, CliError> {
+        let mut queue = VecDeque::from([root.to_string()]);
+        let mut all = Vec::new();
+        while let Some(node) = queue.pop_front() {
+            let mut children = match client.list_and_watch_children(&node).await {
+                Ok((c, w)) => {
+                    self.watch_oneshot(&node, Registered::Children, w);
+                    c
+                }
+                Err(ZkError::NoNode) if node != root => continue,
+                Err(e) => return Err(CliError::zk(&node, e)),
+            };
+            children.sort();
+            queue.extend(children.iter().map(|c| child_path(&node, c)));
+            all.push(node);
+        }
+        Ok(all)
     }
 }
 
