@@ -415,3 +415,16 @@ fn session_timeout_option_and_close_in_one_shot() {
         "history, redo and quit work in the interactive shell\n"
     );
 }
+
+#[test]
+fn several_hosts_in_the_connect_string() {
+    let s = ServerBuilder::new().start();
+    // The first address has nothing listening; the client moves on to the next.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hosts = format!("127.0.0.1:{dead},{}", s.addr());
+    assert_eq!(ok(&hosts, &["ls", "/"]), "[zookeeper]\n");
+}

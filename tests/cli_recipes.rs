@@ -460,3 +460,23 @@ async fn register_keeps_entries_alive_until_killed() {
     .await
     .unwrap();
 }
+
+#[test]
+fn lock_without_a_command_holds_until_interrupted() {
+    let s = ServerBuilder::new().start();
+    let a = s.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let mut holder = Proc::spawn(&a, dir.path(), "hold", &["lock", "/h"]);
+    poll_until("the lock node to be printed", || {
+        holder.stdout().ends_with('\n').then_some(())
+    });
+    assert_eq!(holder.stdout(), "/h/lock-0000000000\n");
+    assert_eq!(children(&a, "/h"), ["lock-0000000000"]);
+    let mut next = Proc::spawn(&a, dir.path(), "next", &["lock", "/h", "--", "true"]);
+    poll_until("a waiter", || (children(&a, "/h").len() == 2).then_some(()));
+    assert!(next.running());
+    holder.signal(libc::SIGINT);
+    assert_eq!(holder.wait(), Some(0));
+    assert_eq!(next.wait(), Some(0));
+    assert!(children(&a, "/h").is_empty());
+}
