@@ -151,6 +151,17 @@ pub enum Role {
     Observing { leader: PeerId, epoch: u64 },
 }
 
+/// One peer as its leader sees it ([`Zab::peer_status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: PeerId,
+    pub observer: bool,
+    /// Synchronised: proposals (or, for an observer, commits) flow to it.
+    pub synced: bool,
+    /// Log entries the leader has that this follower has not acknowledged (0 for observers).
+    pub lag_txns: u64,
+}
+
 /// Inputs to the core.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -612,6 +623,30 @@ impl Zab {
                 _ => Role::Looking,
             },
         }
+    }
+
+    /// What a leader knows of its peers (empty on other members), for monitoring: whether
+    /// each is synchronised and how many log entries it has yet to acknowledge.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        let State::Leading(l) = &self.state else {
+            return Vec::new();
+        };
+        l.peers
+            .iter()
+            .map(|(&id, p)| {
+                let synced = matches!(p.stage, Stage::Synced { .. });
+                PeerStatus {
+                    id,
+                    observer: p.observer,
+                    synced,
+                    lag_txns: if synced && !p.observer {
+                        self.log.after(p.acked.max(self.log.base)).len() as u64
+                    } else {
+                        0
+                    },
+                }
+            })
+            .collect()
     }
 
     /// Whether this member is neither trying to lead nor to follow or observe.

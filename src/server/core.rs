@@ -5,6 +5,11 @@
 //! without any lock around the tree. It assigns every zxid, turns writes into transactions,
 //! applies them, and pushes replies and watch events back to the connections' bounded outboxes.
 //! Session expiry and container/TTL clean-up run off the same loop on a timer.
+//!
+//! In quorum mode (`quorum.rs`) the same task also drives the replication state machines: it
+//! feeds them peer messages, ticks and durability, and carries out what they command. Writes
+//! then become proposals (prepared here on the leader, forwarded by followers and observers),
+//! and the tree changes only when a transaction is committed.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::four_letter;
 use super::persist::{Persistence, Recovered};
+use super::replica::Replica;
 use super::session::{session_password, ConnId, SessionTable};
 use super::snapshotter::{self, SnapDone, SnapMsg};
 use super::stats::{ConnStats, ServerStats};
@@ -105,6 +111,55 @@ struct Held {
     msg: Outbound,
 }
 
+/// Quorum mode: a request of a session waiting behind that session's earlier write, so that
+/// every session sees its own writes and gets its replies in order.
+enum Queued {
+    /// A write sent to the leader; answered when its transaction is applied.
+    Write {
+        conn_id: ConnId,
+        cxid: i32,
+        op: OpCode,
+        received_at: Instant,
+    },
+    /// A sync; answered once `until` (learnt from the leader) is applied.
+    Sync {
+        conn_id: ConnId,
+        cxid: i32,
+        path: String,
+        until: Option<i64>,
+        received_at: Instant,
+    },
+    /// Anything served locally (reads, pings, auth).
+    Local {
+        conn_id: ConnId,
+        xid: i32,
+        req: Request,
+        received_at: Instant,
+    },
+}
+
+impl Queued {
+    fn conn_id(&self) -> ConnId {
+        match self {
+            Queued::Write { conn_id, .. }
+            | Queued::Sync { conn_id, .. }
+            | Queued::Local { conn_id, .. } => *conn_id,
+        }
+    }
+}
+
+/// Quorum mode: a handshake waiting for its createSession transaction to be committed.
+struct Connecting {
+    conn_id: ConnId,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Outbound>,
+    timeout_ms: i32,
+    read_only: bool,
+}
+
+/// A snapshot image read for a lagging peer (quorum leader).
+type PeerSnapshot = (u64, Option<(i64, Bytes)>);
+
 struct ConnEntry {
     tx: mpsc::Sender<Outbound>,
     peer: SocketAddr,
@@ -146,6 +201,19 @@ pub struct Core {
     /// Transactions before the next snapshot: snapCount/2 plus a random share of it, so
     /// that members of an ensemble do not all snapshot at once (as ZooKeeper does).
     snapshot_after_txns: u64,
+    /// Quorum mode: replication state; `None` when standalone.
+    repl: Option<Box<Replica>>,
+    /// Quorum mode: per session, requests waiting behind that session's pending write.
+    queues: HashMap<i64, VecDeque<Queued>>,
+    /// Quorum mode: handshakes waiting for their session to be committed.
+    connecting: HashMap<i64, Connecting>,
+    /// Quorum mode: the log writer was restarted; the run loop takes its new watch.
+    new_durability: Option<watch::Receiver<Durability>>,
+    peer_snap_tx: mpsc::Sender<PeerSnapshot>,
+    peer_snap_rx: Option<mpsc::Receiver<PeerSnapshot>>,
+    /// Snapshots given up because the tree was replaced (a leader's snapshot was installed);
+    /// their writers still report, and those reports are ignored.
+    snaps_abandoned: u32,
 }
 
 /// Under sustained load, one snapshot chunk is made after this many batches of messages.
@@ -153,6 +221,24 @@ const SNAPSHOT_EVERY_BUSY_ROUNDS: u32 = 8;
 
 /// After a snapshot that took T, the next one starts no sooner than this many T later.
 const SNAPSHOT_IDLE_FACTOR: u32 = 3;
+
+/// The next message from a peer network, or never (standalone, or after shutdown).
+async fn recv_peer<M: prost::Message + Default + Send + 'static>(
+    net: &Option<Arc<crate::quorum::transport::PeerNetwork<M>>>,
+) -> Option<(u64, M)> {
+    match net {
+        Some(n) => n.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a peer link changed (`false`: the network is gone); never when standalone.
+async fn link_changed(links: &mut Option<watch::Receiver<u64>>) -> bool {
+    match links {
+        Some(l) => l.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
 
 fn snapshot_threshold(snap_count: u64) -> u64 {
     let half = (snap_count / 2).max(1);
@@ -168,15 +254,36 @@ fn wall_ms() -> i64 {
 
 impl Core {
     pub fn new(opts: Arc<ServerOptions>, persist: Persistence, recovered: Recovered) -> Self {
+        Self::with_replica(opts, persist, recovered, None)
+    }
+
+    /// A core for a quorum member: `recovered` is the snapshot state (the log goes to the
+    /// replica's ZAB core, which applies it as it is committed).
+    pub fn with_replica(
+        opts: Arc<ServerOptions>,
+        persist: Persistence,
+        recovered: Recovered,
+        repl: Option<Replica>,
+    ) -> Self {
         let started = Instant::now();
-        let mut sessions = SessionTable::new(opts.tick_time_ms, 0, wall_ms() as u64);
+        // Session ids carry the server id in their top byte, so members never collide.
+        let server_id = repl.as_ref().map_or(0, |r| r.membership.myid as u8);
+        let mut sessions = SessionTable::new(opts.tick_time_ms, server_id, wall_ms() as u64);
         for (id, timeout_ms) in &recovered.sessions {
             // A recovered session gets a full timeout from now to reconnect, as in ZooKeeper.
             sessions.add(*id, *timeout_ms, 0);
         }
         let (snap_done_tx, snap_done_rx) = mpsc::channel(1);
+        let (peer_snap_tx, peer_snap_rx) = mpsc::channel(4);
         let snapshot_after_txns = snapshot_threshold(opts.snap_count);
         Core {
+            repl: repl.map(Box::new),
+            queues: HashMap::new(),
+            connecting: HashMap::new(),
+            new_durability: None,
+            peer_snap_tx,
+            peer_snap_rx: Some(peer_snap_rx),
+            snaps_abandoned: 0,
             snap_tx: None,
             snap_finishing: false,
             snap_done_tx,
@@ -223,6 +330,21 @@ impl Core {
         let Some(mut snap_done_rx) = self.snap_done_rx.take() else {
             return;
         };
+        let Some(mut peer_snap_rx) = self.peer_snap_rx.take() else {
+            return;
+        };
+        // Quorum mode: the peer networks, the link watch and the quorum clock.
+        let zab_net = self.repl.as_ref().map(|r| r.zab_net.clone());
+        let elect_net = self.repl.as_ref().map(|r| r.elect_net.clone());
+        let mut links = zab_net.as_ref().map(|n| n.link_changes());
+        let mut quorum_ticker = tokio::time::interval(std::time::Duration::from_millis(
+            super::replica::QUORUM_TICK_MS,
+        ));
+        quorum_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let quorum = self.repl.is_some();
+        if quorum {
+            self.quorum_start();
+        }
         loop {
             let snap_tx = if self.snap_finishing {
                 None
@@ -243,12 +365,36 @@ impl Core {
                         let d = durability.borrow_and_update();
                         (d.durable_zxid(), d.failure().map(|e| e.to_string()))
                     };
-                    self.on_durable(durable);
+                    if quorum {
+                        self.on_durable_quorum(durable);
+                    } else {
+                        self.on_durable(durable);
+                    }
                     if let Some(error) = failed {
                         log_alive = false;
                         self.on_log_failure(&error);
                     }
                 }
+                Some((from, msg)) = recv_peer(&zab_net) => {
+                    self.on_peer_message(from, msg);
+                    // Drain what else arrived, so acknowledgements are handled in batches.
+                    if let Some(net) = &zab_net {
+                        for _ in 0..256 {
+                            let Some((from, msg)) = net.try_recv() else { break };
+                            self.on_peer_message(from, msg);
+                        }
+                    }
+                }
+                Some((from, n)) = recv_peer(&elect_net) => self.on_election_message(from, n),
+                changed = link_changed(&mut links) => {
+                    if changed {
+                        self.on_links_changed();
+                    } else {
+                        links = None;
+                    }
+                }
+                _ = quorum_ticker.tick(), if quorum => self.on_quorum_tick(),
+                Some(image) = peer_snap_rx.recv() => self.on_peer_snapshot(image),
                 n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {
                         break;
@@ -278,6 +424,10 @@ impl Core {
                     }
                 }
             }
+            if let Some(d) = self.new_durability.take() {
+                durability = d;
+                log_alive = true;
+            }
             if self.fatal {
                 break;
             }
@@ -291,6 +441,10 @@ impl Core {
             }
         }
         self.persist.close();
+        if let Some(r) = &self.repl {
+            r.zab_net.shutdown().await;
+            r.elect_net.shutdown().await;
+        }
         info!("core stopped");
     }
 
@@ -361,11 +515,19 @@ impl Core {
     }
 
     fn on_snapshot_done(&mut self, done: SnapDone) {
+        if self.snaps_abandoned > 0 && done.result.is_err() {
+            // A snapshot of a tree that was replaced meanwhile (quorum mode): nothing to do.
+            self.snaps_abandoned -= 1;
+            return;
+        }
         self.snap_last = Some((Instant::now(), self.snap_started.elapsed()));
         self.snap_tx = None;
         self.snap_finishing = false;
         if self.db.snapshot_zxid().is_some() {
             self.db.abort_snapshot();
+        }
+        if let (Ok(_), Some(_)) = (&done.result, &self.repl) {
+            self.quorum_compacted(done.zxid);
         }
         match done.result {
             Ok(info) => info!(
@@ -386,6 +548,13 @@ impl Core {
     /// loss, which is the truth: those writes are not known to be on disk). From now on
     /// writes are refused with NotReadOnly and reads are served.
     fn on_log_failure(&mut self, error: &str) {
+        if self.repl.is_some() {
+            // A member that cannot log cannot acknowledge anything; the ensemble goes on
+            // without it. Stop, so an operator sees it and the data stays as it was.
+            tracing::error!(error, "the transaction log failed; leaving the ensemble");
+            self.fatal = true;
+            return;
+        }
         tracing::error!(
             error,
             durable_zxid = format_args!("0x{:x}", self.durable_zxid),
@@ -460,7 +629,7 @@ impl Core {
             return;
         };
         let op = OpCode::from_code(op).unwrap_or(OpCode::Error);
-        let zxid = if op.is_write() && !self.read_only {
+        let zxid = if op.is_write() && !self.read_only && self.repl.is_none() {
             self.commit(sid, xid, TxnBody::Error(err)).0
         } else {
             self.last_zxid
@@ -473,14 +642,24 @@ impl Core {
 
     fn on_tick(&mut self) {
         let now = self.mono_ms();
-        for sid in self.sessions.take_expired(now) {
+        // In an ensemble only the leader expires sessions (through a replicated closeSession).
+        let expired = if self.is_writer() {
+            self.sessions.take_expired(now)
+        } else {
+            Vec::new()
+        };
+        for sid in expired {
             let timeout = self.sessions.get(sid).map(|s| s.timeout_ms).unwrap_or(0);
             info!(
                 session = format_args!("0x{sid:x}"),
                 timeout_ms = timeout,
                 "session expired"
             );
-            self.close_session(sid, None);
+            if self.repl.is_some() {
+                self.quorum_expire_session(sid);
+            } else {
+                self.close_session(sid, None);
+            }
         }
         let interval = std::time::Duration::from_millis(self.opts.container_check_interval_ms);
         let purge_every = self.opts.autopurge_interval;
@@ -501,10 +680,14 @@ impl Core {
                 }
             });
         }
-        if !self.read_only && self.last_container_check.elapsed() >= interval {
+        if !self.read_only && self.is_writer() && self.last_container_check.elapsed() >= interval {
             self.last_container_check = Instant::now();
             let now_wall = wall_ms();
             for path in self.db.expired_nodes(now_wall) {
+                if self.repl.is_some() {
+                    self.quorum_delete_container(path);
+                    continue;
+                }
                 // Goes through prep so that a node that gained a child meanwhile stays.
                 let req = Request::DeleteContainer { path };
                 let ids = [];
@@ -636,6 +819,13 @@ impl Core {
                 self.db.remove_session_watches(conn.session_id);
             }
         }
+        // Requests of this connection still waiting in its session's queue are void.
+        if let Some(q) = self.queues.get_mut(&conn.session_id) {
+            q.retain(|w| w.conn_id() != conn_id);
+            if q.is_empty() {
+                self.queues.remove(&conn.session_id);
+            }
+        }
     }
 
     fn on_connect(
@@ -672,9 +862,26 @@ impl Core {
             let _ = tx.try_send(Outbound::Close);
             return;
         }
-        let ip_id = Id::new("ip", peer.ip().to_string());
+        if self.repl.is_some() && !self.is_serving() {
+            // Not part of an established ensemble: send the client elsewhere.
+            let _ = tx.try_send(Outbound::Close);
+            return;
+        }
         let session_id = if req.session_id == 0 {
             let sid = self.sessions.next_id();
+            if self.repl.is_some() {
+                self.quorum_create_session(
+                    sid,
+                    Connecting {
+                        conn_id,
+                        peer,
+                        tx,
+                        timeout_ms,
+                        read_only: req.read_only,
+                    },
+                );
+                return;
+            }
             if !self.read_only {
                 let (_zxid, _res) = self.commit(sid, 0, TxnBody::CreateSession { timeout_ms });
             }
@@ -702,6 +909,21 @@ impl Core {
             debug!(%peer, session = format_args!("0x{sid:x}"), "session reattached");
             sid
         };
+        self.attach(conn_id, peer, tx, session_id, timeout_ms, req.read_only);
+    }
+
+    /// Binds a connection to its (new or existing) session and answers the handshake.
+    fn attach(
+        &mut self,
+        conn_id: ConnId,
+        peer: SocketAddr,
+        tx: mpsc::Sender<Outbound>,
+        session_id: i64,
+        timeout_ms: i32,
+        wants_read_only: bool,
+    ) {
+        let with_read_only = true;
+        let ip_id = Id::new("ip", peer.ip().to_string());
         let session_timeout = self
             .sessions
             .get(session_id)
@@ -717,7 +939,7 @@ impl Core {
             passwd: session_password(session_id),
             // Only a client that asked for read-only service is told it got it; others would
             // refuse the connection, and reads are exactly what still works.
-            read_only: self.read_only && req.read_only,
+            read_only: self.read_only && wants_read_only,
         };
         self.conns.insert(
             conn_id,
@@ -797,6 +1019,23 @@ impl Core {
             self.drop_conn(conn_id);
             return;
         }
+        if self.repl.is_some() {
+            self.quorum_request(conn_id, sid, xid, req, received_at);
+            return;
+        }
+        self.dispatch(conn_id, sid, xid, req, received_at);
+    }
+
+    /// Serves one request of an attached session (writes included, standalone).
+    fn dispatch(
+        &mut self,
+        conn_id: ConnId,
+        sid: i64,
+        xid: i32,
+        req: Request,
+        received_at: Instant,
+    ) {
+        let op = req.op_code();
         match req {
             Request::Ping => self.reply(
                 conn_id,
@@ -1083,6 +1322,12 @@ impl Core {
             last_zxid: self.last_zxid,
             started: self.started,
             read_only: self.read_only,
+            mode: self.mode(),
+            peers: self
+                .repl
+                .as_ref()
+                .map(|r| r.zab.peer_status())
+                .unwrap_or_default(),
         };
         let out = four_letter::render(word, &view);
         match word {
@@ -1111,3 +1356,5 @@ fn response_for(op: OpCode, result: TxnResult) -> (ErrorCode, Response) {
         TxnResult::Multi(results) => (ErrorCode::Ok, Response::Multi(results)),
     }
 }
+
+mod quorum;

@@ -40,7 +40,37 @@ pub struct View<'a> {
     pub started: Instant,
     /// The log failed: the server serves reads only.
     pub read_only: bool,
+    /// What this member does in its ensemble.
+    pub mode: Mode,
+    /// Leader only: its peers as it sees them.
+    pub peers: Vec<crate::quorum::zab::PeerStatus>,
 }
+
+/// A server's mode as the four-letter words report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Standalone,
+    Leader,
+    Follower,
+    Observer,
+    /// A quorum member without an established role (looking for a leader or syncing).
+    NotServing,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Leader => "leader",
+            Mode::Follower => "follower",
+            Mode::Observer => "observer",
+            Mode::NotServing => "looking",
+        }
+    }
+}
+
+/// What ZooKeeper answers, for words that need a running server, while it has no role.
+pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
 
 pub struct ConnView<'a> {
     pub peer: SocketAddr,
@@ -153,7 +183,7 @@ fn server_stats(out: &mut String, v: &View<'_>) {
     if v.read_only {
         out.push_str("READ-ONLY mode; serving only read-only clients\n");
     }
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Mode: {}", v.mode.name());
     let _ = writeln!(out, "Node count: {}", v.db.node_count());
 }
 
@@ -172,6 +202,9 @@ fn dir_size(path: &std::path::Path) -> u64 {
 /// Renders a word's full reply.
 pub fn render(word: &str, v: &View<'_>) -> String {
     let mut out = String::new();
+    if v.mode == Mode::NotServing && !matches!(word, "ruok" | "conf" | "envi" | "isro" | "dirs") {
+        return NOT_SERVING.to_string();
+    }
     match word {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str(if v.read_only { "ro" } else { "rw" }),
@@ -237,7 +270,7 @@ pub fn render(word: &str, v: &View<'_>) -> String {
             let watches = v.db.watch_count();
             let pairs: Vec<(&str, String)> = vec![
                 ("version", ZK_COMPAT_VERSION.to_string()),
-                ("server_state", "standalone".into()),
+                ("server_state", v.mode.name().into()),
                 ("avg_latency", format_avg(s.latency.avg())),
                 ("max_latency", s.latency.max_ms.to_string()),
                 ("min_latency", s.latency.min().to_string()),
@@ -266,6 +299,25 @@ pub fn render(word: &str, v: &View<'_>) -> String {
                 ("max_client_response_size", "-1".into()),
                 ("min_client_response_size", "-1".into()),
             ];
+            let mut pairs: Vec<(String, String)> = pairs
+                .into_iter()
+                .map(|(k, val)| (k.to_string(), val))
+                .collect();
+            if v.mode == Mode::Leader {
+                let voters = v.peers.iter().filter(|p| !p.observer);
+                let synced = voters.clone().filter(|p| p.synced).count();
+                let observers = v.peers.iter().filter(|p| p.observer && p.synced).count();
+                pairs.push(("learners".into(), v.peers.len().to_string()));
+                pairs.push(("followers".into(), voters.count().to_string()));
+                pairs.push(("synced_followers".into(), synced.to_string()));
+                pairs.push(("synced_observers".into(), observers.to_string()));
+                pairs.push(("pending_syncs".into(), "0".into()));
+                for p in &v.peers {
+                    // Corral's own: how far each follower is behind, in transactions.
+                    let kind = if p.observer { "observer" } else { "follower" };
+                    pairs.push((format!("{kind}_{}_lag_txns", p.id), p.lag_txns.to_string()));
+                }
+            }
             for (k, val) in pairs {
                 let _ = writeln!(out, "zk_{k}\t{val}");
             }

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod core;
 pub mod four_letter;
 pub mod persist;
+pub mod replica;
 pub mod session;
 pub mod snapshotter;
 pub mod start;
@@ -145,16 +146,23 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     socket.listen(1024).map_err(bind_err)
 }
 
-/// Serves clients on `listener` until `shutdown` fires.
+/// Serves clients on `listener` until `shutdown` fires. `replica`: run as a quorum member
+/// (then `storage` holds the snapshot state only; see `persist::QuorumRecovered`).
 pub async fn run(
     listener: TcpListener,
     opts: ServerOptions,
     storage: Storage,
+    replica: Option<replica::Replica>,
     shutdown: broadcast::Sender<()>,
 ) -> Result<(), ServerError> {
     let opts = Arc::new(opts);
     let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_CAPACITY);
-    let core = core::Core::new(opts.clone(), storage.persistence, storage.recovered);
+    let core = core::Core::with_replica(
+        opts.clone(),
+        storage.persistence,
+        storage.recovered,
+        replica,
+    );
     let mut core_task = tokio::spawn(core.run(core_rx, shutdown.subscribe(), storage.durability));
     let mut core_done = false;
     let limiter = Arc::new(ConnLimiter::default());

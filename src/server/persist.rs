@@ -33,6 +33,15 @@ pub enum PersistError {
     Snapshot(#[from] crate::storage::snapshot::SnapshotError),
     #[error("the log in {dir} does not reach back to the newest snapshot (0x{snapshot_zxid:x}): records after it were purged or lost")]
     LogGap { dir: String, snapshot_zxid: i64 },
+    #[error(transparent)]
+    Load(#[from] super::snapshotter::LoadError),
+    #[error("the log writer is not running")]
+    WriterGone,
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("log record 0x{zxid:x} in {dir}: {source}")]
     Record {
         zxid: i64,
@@ -49,6 +58,116 @@ pub struct Recovered {
     /// Live sessions: (id, timeout in ms).
     pub sessions: Vec<(i64, i32)>,
     pub last_zxid: i64,
+}
+
+/// What quorum-mode recovery found. Unlike standalone recovery the log is not applied: in an
+/// ensemble an entry may still be undone by a new leader, so the tree is the snapshot alone and
+/// the log after it goes to the ZAB core, which applies entries once they are committed.
+pub struct QuorumRecovered {
+    pub db: Database,
+    pub sessions: Vec<(i64, i32)>,
+    pub snapshot_zxid: i64,
+    /// Log records after `snapshot_zxid`, in zxid order.
+    pub log: Vec<(i64, Bytes)>,
+    /// The accepted epoch and the leader it was accepted from.
+    pub accepted: (u64, u64),
+    pub current_epoch: u64,
+}
+
+/// The first half of recovery, shared by both modes: directories, newest snapshot, the log
+/// opened (torn tail cut) and checked to reach back to the snapshot.
+struct Opened {
+    dirs: DataDirs,
+    db: Database,
+    sessions: hashbrown::HashMap<i64, i32>,
+    snapshot_zxid: i64,
+    wal: Wal,
+}
+
+fn open_common(
+    data_dir: &Path,
+    data_log_dir: Option<&Path>,
+    log_segment_bytes: u64,
+    tree_opts: TreeOptions,
+) -> Result<Opened, PersistError> {
+    let dirs = DataDirs::open(data_dir, data_log_dir)?;
+    let loaded = super::snapshotter::load_newest(dirs.snap_dir(), tree_opts)?;
+    let (db, sessions, snapshot_zxid) = match loaded {
+        Some(l) => (l.db, l.sessions.into_iter().collect(), l.zxid),
+        None => (Database::new(tree_opts), hashbrown::HashMap::new(), 0),
+    };
+    let wal_opts = WalOptions {
+        segment_size_bytes: log_segment_bytes,
+        ..WalOptions::default()
+    };
+    let (mut wal, report) = dirs.open_wal(wal_opts)?;
+    if let Some(torn) = &report.torn_tail {
+        warn!(
+            ?torn,
+            "the log ended in a torn record (a crash mid-write); it was truncated"
+        );
+    }
+    if wal.last_zxid() <= snapshot_zxid {
+        // Nothing in the log is newer than the snapshot (or the log is empty): continue
+        // numbering after the snapshot.
+        if snapshot_zxid > 0 && wal.last_zxid() < snapshot_zxid {
+            wal.reset_after(snapshot_zxid)?;
+        }
+    } else if snapshot_zxid < wal.retained_after() {
+        return Err(PersistError::LogGap {
+            dir: dirs.log_dir().display().to_string(),
+            snapshot_zxid,
+        });
+    }
+    Ok(Opened {
+        dirs,
+        db,
+        sessions,
+        snapshot_zxid,
+        wal,
+    })
+}
+
+/// Writes `bytes` to `path` durably: a temporary file, fsync, rename, fsync the directory.
+fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    use std::io::Write;
+    let io = |source| PersistError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.incoming"));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+/// The newest snapshot file at or below `up_to_zxid`, as bytes, for a peer that is too far
+/// behind to be sent log entries. `None` if there is none.
+pub fn snapshot_image(
+    snap_dir: &Path,
+    up_to_zxid: i64,
+) -> Result<Option<(i64, Bytes)>, PersistError> {
+    for info in crate::storage::snapshot::list_snapshots(snap_dir)? {
+        if info.zxid > up_to_zxid {
+            continue;
+        }
+        let bytes = std::fs::read(&info.path).map_err(|source| PersistError::Io {
+            path: info.path.display().to_string(),
+            source,
+        })?;
+        return Ok(Some((info.zxid, Bytes::from(bytes))));
+    }
+    Ok(None)
 }
 
 /// The open data directories and the log writer.
@@ -108,40 +227,17 @@ impl Persistence {
         tree_opts: TreeOptions,
     ) -> Result<(Persistence, Recovered, watch::Receiver<Durability>), PersistError> {
         let started = Instant::now();
-        let dirs = DataDirs::open(data_dir, data_log_dir)?;
-        let loaded = super::snapshotter::load_newest(dirs.snap_dir(), tree_opts)?;
-        let (mut db, mut sessions, snapshot_zxid) = match loaded {
-            Some(l) => (l.db, l.sessions.into_iter().collect(), l.zxid),
-            None => (Database::new(tree_opts), hashbrown::HashMap::new(), 0),
-        };
-        let wal_opts = WalOptions {
-            segment_size_bytes: log_segment_bytes,
-            ..WalOptions::default()
-        };
-        let (mut wal, report) = dirs.open_wal(wal_opts)?;
-        if let Some(torn) = &report.torn_tail {
-            warn!(
-                ?torn,
-                "the log ended in a torn record (a crash mid-write); it was truncated"
-            );
-        }
+        let Opened {
+            dirs,
+            mut db,
+            mut sessions,
+            snapshot_zxid,
+            mut wal,
+        } = open_common(data_dir, data_log_dir, log_segment_bytes, tree_opts)?;
         let mut replayed = 0u64;
         let mut last_zxid = snapshot_zxid;
-        if wal.last_zxid() <= snapshot_zxid {
-            // Nothing in the log is newer than the snapshot (or the log is empty): continue
-            // numbering after the snapshot.
-            if snapshot_zxid > 0 && wal.last_zxid() < snapshot_zxid {
-                wal.reset_after(snapshot_zxid)?;
-            }
-        } else {
-            let from = snapshot_zxid + 1;
-            if from <= wal.retained_after() {
-                return Err(PersistError::LogGap {
-                    dir: dirs.log_dir().display().to_string(),
-                    snapshot_zxid,
-                });
-            }
-            let reader = wal.read_from(from)?;
+        if wal.last_zxid() > snapshot_zxid {
+            let reader = wal.read_from(snapshot_zxid + 1)?;
             (replayed, last_zxid) =
                 replay(reader, &mut db, &mut sessions, dirs.log_dir(), last_zxid)?;
         }
@@ -175,6 +271,166 @@ impl Persistence {
             },
             durability,
         ))
+    }
+
+    /// Opens the data directories for a quorum member: the newest snapshot, the log after it
+    /// (not applied; see [`QuorumRecovered`]) and the epoch files; starts the log writer.
+    pub fn open_quorum(
+        data_dir: &Path,
+        data_log_dir: Option<&Path>,
+        log_segment_bytes: u64,
+        tree_opts: TreeOptions,
+    ) -> Result<(Persistence, QuorumRecovered, watch::Receiver<Durability>), PersistError> {
+        let started = Instant::now();
+        let Opened {
+            dirs,
+            db,
+            sessions,
+            snapshot_zxid,
+            mut wal,
+        } = open_common(data_dir, data_log_dir, log_segment_bytes, tree_opts)?;
+        let mut log = Vec::new();
+        if wal.last_zxid() > snapshot_zxid {
+            for rec in wal.read_from(snapshot_zxid + 1)? {
+                log.push(rec?);
+            }
+        }
+        let accepted =
+            crate::storage::read_accepted_epoch(&dirs.accepted_epoch_path())?.unwrap_or((0, 0));
+        let current_epoch = crate::storage::read_epoch(&dirs.current_epoch_path())?.unwrap_or(0);
+        let durable = wal.last_zxid().max(snapshot_zxid);
+        let (writer, durability, thread) =
+            LogWriter::spawn(wal, durable, WriterOptions::default())?;
+        info!(
+            snapshot_zxid = format_args!("0x{snapshot_zxid:x}"),
+            log_entries = log.len(),
+            accepted_epoch = accepted.0,
+            current_epoch,
+            znodes = db.node_count(),
+            recovery_ms = started.elapsed().as_millis() as u64,
+            "data loaded"
+        );
+        let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
+        sessions.sort_unstable();
+        Ok((
+            Persistence {
+                dirs,
+                writer: Some(writer),
+                thread: Some(thread),
+                buf: BytesMut::with_capacity(64 * 1024),
+                pending: Vec::with_capacity(1024),
+            },
+            QuorumRecovered {
+                db,
+                sessions,
+                snapshot_zxid,
+                log,
+                accepted,
+                current_epoch,
+            },
+            durability,
+        ))
+    }
+
+    /// Queues one already-encoded log record (a quorum log entry).
+    pub fn log_raw(&mut self, zxid: i64, payload: Bytes) {
+        self.pending.push((zxid, payload));
+    }
+
+    /// Stops the writer thread once everything handed to it is durable, writes what is still
+    /// queued here directly, and returns the log. For the rare operations that rewrite the
+    /// log's end; the caller's thread waits for the fsync.
+    fn stop_writer(&mut self) -> Result<Wal, PersistError> {
+        self.writer = None;
+        let thread = self.thread.take().ok_or(PersistError::WriterGone)?;
+        let mut wal = thread.join()?;
+        for (zxid, payload) in self.pending.drain(..) {
+            wal.append(zxid, &payload)?;
+        }
+        wal.sync()?;
+        Ok(wal)
+    }
+
+    fn start_writer(&mut self, wal: Wal) -> Result<watch::Receiver<Durability>, PersistError> {
+        let durable = wal.last_zxid();
+        let (writer, durability, thread) =
+            LogWriter::spawn(wal, durable, WriterOptions::default())?;
+        self.writer = Some(writer);
+        self.thread = Some(thread);
+        Ok(durability)
+    }
+
+    /// Removes every log record after `zxid` durably (a leader told this member its log went
+    /// further than the leader's history). Every earlier write is durable when this returns.
+    /// Returns the new writer's durability watch.
+    pub fn truncate_after(
+        &mut self,
+        zxid: i64,
+    ) -> Result<watch::Receiver<Durability>, PersistError> {
+        let mut wal = self.stop_writer()?;
+        let last = wal.truncate_after(zxid)?;
+        info!(
+            after_zxid = format_args!("0x{zxid:x}"),
+            last_zxid = format_args!("0x{last:x}"),
+            "log truncated"
+        );
+        self.start_writer(wal)
+    }
+
+    /// Replaces this member's state with a leader's snapshot image at `zxid`: the file is
+    /// written durably and loaded, then the log is emptied to continue after `zxid`.
+    pub fn install_snapshot(
+        &mut self,
+        zxid: i64,
+        image: &[u8],
+        tree_opts: TreeOptions,
+    ) -> Result<(super::snapshotter::Loaded, watch::Receiver<Durability>), PersistError> {
+        let mut wal = self.stop_writer()?;
+        let path = crate::storage::snapshot::snapshot_path(self.dirs.snap_dir(), zxid);
+        let result = write_file_durably(&path, image)
+            .and_then(|()| Ok(super::snapshotter::load(&path, tree_opts)?));
+        let loaded = match result {
+            Ok(l) if l.zxid == zxid => l,
+            Ok(l) => {
+                let _ = std::fs::remove_file(&path);
+                self.start_writer(wal)?;
+                return Err(PersistError::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "snapshot from the leader is at 0x{:x}, expected 0x{zxid:x}",
+                            l.zxid
+                        ),
+                    ),
+                });
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                self.start_writer(wal)?;
+                return Err(e);
+            }
+        };
+        wal.reset_after(zxid)?;
+        let durability = self.start_writer(wal)?;
+        Ok((loaded, durability))
+    }
+
+    /// Writes the accepted epoch (with its leader) durably.
+    pub fn write_accepted_epoch(&self, epoch: u64, leader: u64) -> Result<(), PersistError> {
+        Ok(crate::storage::write_accepted_epoch(
+            &self.dirs.accepted_epoch_path(),
+            epoch,
+            leader,
+        )?)
+    }
+
+    /// Writes the current epoch durably.
+    pub fn write_current_epoch(&self, epoch: u64) -> Result<(), PersistError> {
+        Ok(crate::storage::write_epoch(
+            &self.dirs.current_epoch_path(),
+            epoch,
+        )?)
     }
 
     /// Rebuilds the state as of `up_to_zxid` from disk alone (after the log failed, the

@@ -8,8 +8,9 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
-use super::persist::PersistError;
-use super::{bind, open_storage, run, ServerError, ServerOptions};
+use super::persist::{PersistError, Persistence, Recovered};
+use super::replica::{Membership, OnDisk, Replica};
+use super::{bind, open_storage, run, ServerError, ServerOptions, Storage};
 use crate::config::{Config, ConfigError};
 
 #[derive(Debug, Error)]
@@ -20,8 +21,8 @@ pub enum StartError {
     Server(#[from] ServerError),
     #[error("{0}: no client port: set clientPort, or give this server's client port in its server.N line")]
     NoClientPort(String),
-    #[error("{0}: quorum mode (server.N lines) is not supported yet; remove the server.N lines to run standalone")]
-    QuorumUnsupported(String),
+    #[error(transparent)]
+    Replica(#[from] super::replica::ReplicaError),
     #[error(transparent)]
     Storage(#[from] PersistError),
     #[error("cannot install signal handler: {0}")]
@@ -59,6 +60,36 @@ pub fn options_from_config(cfg: &Config) -> Result<ServerOptions, StartError> {
     })
 }
 
+/// Opens a quorum member's data: the snapshot state for the core, the log and epochs for ZAB.
+fn open_quorum_storage(opts: &ServerOptions) -> Result<(Storage, OnDisk), PersistError> {
+    let log_dir = (opts.data_log_dir != opts.data_dir).then_some(opts.data_log_dir.as_path());
+    let (persistence, q, durability) = Persistence::open_quorum(
+        &opts.data_dir,
+        log_dir,
+        opts.log_segment_bytes,
+        crate::tree::TreeOptions {
+            extended_types_enabled: opts.extended_types_enabled,
+        },
+    )?;
+    let storage = Storage {
+        persistence,
+        recovered: Recovered {
+            db: q.db,
+            snapshot_zxid: q.snapshot_zxid,
+            sessions: q.sessions,
+            last_zxid: q.snapshot_zxid,
+        },
+        durability,
+    };
+    let disk = OnDisk {
+        accepted: q.accepted,
+        current_epoch: q.current_epoch,
+        snapshot_zxid: q.snapshot_zxid,
+        log: q.log,
+    };
+    Ok((storage, disk))
+}
+
 /// Loads the config at `path` and serves until SIGTERM or SIGINT.
 pub async fn run_from_config(path: &Path) -> Result<(), StartError> {
     let started = Instant::now();
@@ -72,11 +103,19 @@ pub async fn run_from_config(path: &Path) -> Result<(), StartError> {
     for w in &cfg.warnings {
         warn!("{}: {}", cfg.source_name, w);
     }
-    if !cfg.is_standalone() {
-        return Err(StartError::QuorumUnsupported(cfg.source_name.clone()));
-    }
     let opts = options_from_config(&cfg)?;
-    let storage = open_storage(&opts)?;
+    let (storage, replica) = if cfg.is_quorum() {
+        let membership = Membership::from_config(&cfg)?;
+        let (storage, disk) = open_quorum_storage(&opts)?;
+        (storage, Some(Replica::start(membership, disk).await?))
+    } else {
+        (open_storage(&opts)?, None)
+    };
+    let mode = if replica.is_some() {
+        "quorum member"
+    } else {
+        "standalone"
+    };
     let listener = bind(opts.client_addr)?;
     let (shutdown, _) = broadcast::channel(1);
     let signals = shutdown.clone();
@@ -97,10 +136,11 @@ pub async fn run_from_config(path: &Path) -> Result<(), StartError> {
         max_session_timeout_ms = opts.max_session_timeout_ms,
         max_client_cnxns = opts.max_client_cnxns,
         startup_ms = started.elapsed().as_millis() as u64,
-        "corral {} serving standalone",
+        myid = cfg.my_id.unwrap_or(0),
+        "corral {} started as {mode}",
         env!("CARGO_PKG_VERSION")
     );
-    run(listener, opts, storage, shutdown).await?;
+    run(listener, opts, storage, replica, shutdown).await?;
     info!("stopped");
     Ok(())
 }

@@ -208,6 +208,38 @@ pub fn write_epoch(path: &Path, epoch: u64) -> Result<(), StorageError> {
     Ok(write_atomic(path, &epoch.to_le_bytes())?)
 }
 
+/// Reads the accepted-epoch file: the epoch and the leader it was accepted from. A file of
+/// the plain epoch format (8 bytes) reads as leader 0.
+pub fn read_accepted_epoch(path: &Path) -> Result<Option<(u64, u64)>, StorageError> {
+    let Some(bytes) = read_small(path)? else {
+        return Ok(None);
+    };
+    let bad = || StorageError::BadEpoch {
+        path: path.to_path_buf(),
+        len: bytes.len(),
+    };
+    let word = |i: usize| -> Result<u64, StorageError> {
+        let raw: [u8; 8] = bytes
+            .get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(u64::from_le_bytes(raw))
+    };
+    match bytes.len() {
+        8 => Ok(Some((word(0)?, 0))),
+        16 => Ok(Some((word(0)?, word(1)?))),
+        _ => Err(bad()),
+    }
+}
+
+/// Durably replaces the accepted-epoch file with `epoch` and the `leader` it was accepted from.
+pub fn write_accepted_epoch(path: &Path, epoch: u64, leader: u64) -> Result<(), StorageError> {
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(&epoch.to_le_bytes());
+    raw[8..].copy_from_slice(&leader.to_le_bytes());
+    Ok(write_atomic(path, &raw)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +269,15 @@ mod tests {
             read_epoch(&epoch),
             Err(StorageError::BadEpoch { len: 3, .. })
         ));
+
+        let accepted = dirs.accepted_epoch_path();
+        assert_eq!(read_accepted_epoch(&accepted).unwrap(), None);
+        write_epoch(&accepted, 3).unwrap();
+        assert_eq!(read_accepted_epoch(&accepted).unwrap(), Some((3, 0)));
+        write_accepted_epoch(&accepted, 4, 2).unwrap();
+        assert_eq!(read_accepted_epoch(&accepted).unwrap(), Some((4, 2)));
+        write_atomic(&accepted, b"0123456789").unwrap();
+        assert!(read_accepted_epoch(&accepted).is_err());
 
         let (mut wal, _) = dirs.open_wal(WalOptions::default()).unwrap();
         wal.append(1, b"one").unwrap();
