@@ -593,6 +593,22 @@ impl Ensemble {
         )
     }
 
+    /// Wait until member `id`'s `mntr` has `key` = `value`.
+    pub fn wait_mntr(&self, id: u64, key: &str, value: &str) {
+        let m = self.member(id);
+        poll(
+            &format!("{key} = {value} in the mntr of member {id}"),
+            || (m.mntr(key).as_deref() == Some(value)).then_some(()),
+            || {
+                format!(
+                    "modes: {:?}; mntr of member {id}:\n{}",
+                    self.modes(),
+                    m.try_four_letter("mntr").unwrap_or_default()
+                )
+            },
+        )
+    }
+
     /// The connect string of every member.
     pub fn connect_string(&self) -> String {
         self.connect_string_of(&self.ids())
