@@ -16,68 +16,189 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::ensemble::*;
 use common::proxy::Proxy;
 use common::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use zookeeper_client as zk;
 
-/// Proxies on every peer link: (from, to) -> (quorum proxy, election proxy).
+/// A TCP proxy that can go silent, as when a network drops every packet: the connections it
+/// carries stay open but no byte passes either way, and new ones are accepted but never
+/// forwarded. Healing closes what it held (as the peers' TCP stacks eventually would) and
+/// forwards new connections again. Unlike [`Proxy::cut`], nobody is told anything: the
+/// members must notice the silence themselves (syncLimit, election timeouts).
+struct SilentProxy {
+    addr: String,
+    silent: Arc<watch::Sender<bool>>,
+    accept: JoinHandle<()>,
+}
+
+impl SilentProxy {
+    async fn start(upstream: &str) -> SilentProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let silent = Arc::new(watch::Sender::new(false));
+        let upstream = upstream.to_string();
+        let accept = {
+            let silent = silent.clone();
+            tokio::spawn(async move {
+                let mut conns = tokio::task::JoinSet::new();
+                loop {
+                    let Ok((mut down, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let mut rx = silent.subscribe();
+                    let upstream = upstream.clone();
+                    conns.spawn(async move {
+                        if !*rx.borrow_and_update() {
+                            let Ok(mut up) = TcpStream::connect(&upstream).await else {
+                                return;
+                            };
+                            let went_silent = tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut down, &mut up) => false,
+                                _ = rx.wait_for(|s| *s) => true,
+                            };
+                            if !went_silent {
+                                return;
+                            }
+                            // Hold both sockets, pass nothing, until healed; then close.
+                            let _ = rx.wait_for(|s| !*s).await;
+                            drop(up);
+                        } else {
+                            let _ = rx.wait_for(|s| !*s).await;
+                        }
+                        drop(down);
+                    });
+                    // Reap finished connections.
+                    while conns.try_join_next().is_some() {}
+                }
+            })
+        };
+        SilentProxy {
+            addr,
+            silent,
+            accept,
+        }
+    }
+}
+
+impl Drop for SilentProxy {
+    fn drop(&mut self) {
+        // Aborting the accept task drops its JoinSet, which aborts every connection.
+        self.accept.abort();
+    }
+}
+
+/// One direction of a peer link: a proxy in front of the quorum port and one in front of the
+/// election port.
+enum Link {
+    /// Partition = refuse and close connections ([`Proxy`]).
+    Loud(Proxy, Proxy),
+    /// Partition = silence ([`SilentProxy`]).
+    Silent(SilentProxy, SilentProxy),
+}
+
+impl Link {
+    fn addrs(&self) -> (String, String) {
+        match self {
+            Link::Loud(q, e) => (q.addr(), e.addr()),
+            Link::Silent(q, e) => (q.addr.clone(), e.addr.clone()),
+        }
+    }
+    fn block(&self) {
+        match self {
+            Link::Loud(q, e) => {
+                q.block();
+                e.block();
+                q.cut();
+                e.cut();
+            }
+            Link::Silent(q, e) => {
+                q.silent.send_replace(true);
+                e.silent.send_replace(true);
+            }
+        }
+    }
+    fn heal(&self) {
+        match self {
+            Link::Loud(q, e) => {
+                q.unblock();
+                e.unblock();
+            }
+            Link::Silent(q, e) => {
+                q.silent.send_replace(false);
+                e.silent.send_replace(false);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Partition {
+    Loud,
+    Silent,
+}
+
+/// Proxies on every peer link: (from, to) -> the link's proxies.
 struct Mesh {
-    links: BTreeMap<(u64, u64), (Proxy, Proxy)>,
+    links: BTreeMap<(u64, u64), Link>,
 }
 
 impl Mesh {
-    /// Puts a proxy pair on every ordered pair of members of `ens` (before it starts).
-    async fn new(ens: &mut Ensemble) -> Mesh {
+    /// Puts proxies on every ordered pair of members of `ens` (before it starts).
+    async fn new(ens: &mut Ensemble, kind: Partition) -> Mesh {
         let mut links = BTreeMap::new();
         for from in ens.ids() {
             for to in ens.ids() {
                 if from == to {
                     continue;
                 }
-                let q = Proxy::start(&ens.member(to).quorum_addr()).await;
-                let e = Proxy::start(&ens.member(to).election_addr()).await;
-                ens.route_peer(from, to, &q.addr(), &e.addr());
-                links.insert((from, to), (q, e));
+                let (q, e) = (ens.member(to).quorum_addr(), ens.member(to).election_addr());
+                let link = match kind {
+                    Partition::Loud => Link::Loud(Proxy::start(&q).await, Proxy::start(&e).await),
+                    Partition::Silent => {
+                        Link::Silent(SilentProxy::start(&q).await, SilentProxy::start(&e).await)
+                    }
+                };
+                let (qa, ea) = link.addrs();
+                ens.route_peer(from, to, &qa, &ea);
+                links.insert((from, to), link);
             }
         }
         Mesh { links }
     }
 
-    fn links_of(&self, k: u64) -> impl Iterator<Item = &(Proxy, Proxy)> {
+    fn links_of(&self, k: u64) -> impl Iterator<Item = &Link> {
         self.links
             .iter()
             .filter(move |((a, b), _)| *a == k || *b == k)
-            .map(|(_, p)| p)
+            .map(|(_, l)| l)
     }
 
     /// Cut member `k` off from every other member.
     fn isolate(&self, k: u64) {
-        for (q, e) in self.links_of(k) {
-            q.block();
-            e.block();
-        }
-        for (q, e) in self.links_of(k) {
-            q.cut();
-            e.cut();
+        for l in self.links_of(k) {
+            l.block();
         }
     }
 
     fn heal(&self, k: u64) {
-        for (q, e) in self.links_of(k) {
-            q.unblock();
-            e.unblock();
+        for l in self.links_of(k) {
+            l.heal();
         }
     }
 }
 
 /// A 3-voter ensemble behind a mesh of proxies, formed, with a write load running through
 /// every member.
-async fn partitioned_setup(root: &str) -> (Ensemble, Mesh, Load) {
+async fn partitioned_setup(root: &str, kind: Partition) -> (Ensemble, Mesh, Load) {
     let mut ens = EnsembleBuilder::new(3).build();
-    let mesh = Mesh::new(&mut ens).await;
+    let mesh = Mesh::new(&mut ens, kind).await;
     ens.start_all();
     let setup = ens.client_any().await;
     let load = Load::start(&setup, root, 4, &[ens.connect_string()]).await;
@@ -131,29 +252,9 @@ async fn assert_stops_serving(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn isolated_follower_stops_serving_and_rejoins_with_every_write() {
-    let (mut ens, mesh, load) = partitioned_setup("/pf").await;
-    let leader = ens.wait_formed();
-    let f = ens.ids().into_iter().find(|&id| id != leader).unwrap();
-    let others: Vec<u64> = ens.ids().into_iter().filter(|&id| id != f).collect();
-    let (cf, state) = watched_session(&ens, f).await;
-
-    mesh.isolate(f);
-    assert_stops_serving(&ens, f, &cf, state).await;
-    // The leader still has a quorum (itself and the other follower) and keeps leading.
-    assert_eq!(ens.wait_leader_among(&others), leader);
-    ens.wait_mntr(leader, "zk_synced_followers", "1");
-    load.wait_more_acks(100, "the majority takes writes").await;
-    assert_eq!(ens.mode(f), None, "member {f} still cut off");
-
-    mesh.heal(f);
-    assert_eq!(ens.wait_formed(), leader);
-    assert_eq!(ens.wait_serving(f), "follower");
-    load.wait_more_acks(50, "after healing").await;
-    let logs = load.stop().await;
-    verify_writes(&ens, &logs, "/pf", &ens.ids()).await;
-    // The write tried on the isolated member is everywhere or nowhere.
+/// The write `assert_stops_serving` tried through the isolated member is on every member or
+/// on none, with the same zxid.
+async fn assert_isolated_write_all_or_nothing(ens: &Ensemble) {
     let mut seen = Vec::new();
     for id in ens.ids() {
         let c = ens.client(id).await;
@@ -168,9 +269,37 @@ async fn isolated_follower_stops_serving_and_rejoins_with_every_write() {
     assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn isolated_leader_steps_down_majority_elects_and_old_leader_rejoins() {
-    let (mut ens, mesh, load) = partitioned_setup("/pl").await;
+/// Isolate a follower: it stops serving, the leader keeps leading with the other follower
+/// (and counts one synced follower), writes go on; after healing the follower is back in
+/// sync with every write.
+async fn isolate_follower(kind: Partition, root: &str) {
+    let (mut ens, mesh, load) = partitioned_setup(root, kind).await;
+    let leader = ens.wait_formed();
+    let f = ens.ids().into_iter().find(|&id| id != leader).unwrap();
+    let others: Vec<u64> = ens.ids().into_iter().filter(|&id| id != f).collect();
+    let (cf, state) = watched_session(&ens, f).await;
+
+    mesh.isolate(f);
+    assert_stops_serving(&ens, f, &cf, state).await;
+    // The leader still has a quorum (itself and the other follower) and keeps leading.
+    assert_eq!(ens.wait_leader_among(&others), leader);
+    load.wait_more_acks(100, "the majority takes writes").await;
+    assert_eq!(ens.mode(f), None, "member {f} still cut off");
+    ens.wait_mntr(leader, "zk_synced_followers", "1");
+
+    mesh.heal(f);
+    assert_eq!(ens.wait_formed(), leader);
+    assert_eq!(ens.wait_serving(f), "follower");
+    load.wait_more_acks(50, "after healing").await;
+    let logs = load.stop().await;
+    verify_writes(&ens, &logs, root, &ens.ids()).await;
+    assert_isolated_write_all_or_nothing(&ens).await;
+}
+
+/// Isolate the leader: it steps down, the other two elect one of them in a new epoch and
+/// take writes; after healing the old leader follows and has every write.
+async fn isolate_leader(kind: Partition, root: &str) {
+    let (mut ens, mesh, load) = partitioned_setup(root, kind).await;
     let old = ens.wait_formed();
     let others: Vec<u64> = ens.ids().into_iter().filter(|&id| id != old).collect();
     let (cl, state) = watched_session(&ens, old).await;
@@ -202,17 +331,26 @@ async fn isolated_leader_steps_down_majority_elects_and_old_leader_rejoins() {
         epoch_of(last.unwrap()) > epoch_of(first.unwrap()),
         "the new leader uses a new epoch: {first:x?} .. {last:x?}"
     );
-    verify_writes(&ens, &logs, "/pl", &ens.ids()).await;
-    let mut seen = Vec::new();
-    for id in ens.ids() {
-        let c = ens.client(id).await;
-        c.sync("/").await.expect("sync");
-        seen.push(
-            c.check_stat("/from-isolated")
-                .await
-                .expect("exists")
-                .map(|s| s.czxid),
-        );
-    }
-    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+    verify_writes(&ens, &logs, root, &ens.ids()).await;
+    assert_isolated_write_all_or_nothing(&ens).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_follower_stops_serving_and_rejoins_with_every_write() {
+    isolate_follower(Partition::Loud, "/pf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_leader_steps_down_majority_elects_and_old_leader_rejoins() {
+    isolate_leader(Partition::Loud, "/pl").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silently_isolated_follower_stops_serving_and_rejoins_with_every_write() {
+    isolate_follower(Partition::Silent, "/spf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silently_isolated_leader_steps_down_majority_elects_and_old_leader_rejoins() {
+    isolate_leader(Partition::Silent, "/spl").await;
 }

@@ -906,12 +906,11 @@ pub async fn create_all(c: &zk::Client, path: &str) {
     }
 }
 
-/// The nodes under `root/w<i>` of one member, after a `sync`: path -> (czxid, data).
-pub async fn snapshot_writes(
-    c: &zk::Client,
-    root: &str,
-    writers: usize,
-) -> BTreeMap<String, (i64, Vec<u8>)> {
+/// A member's view of the writers' nodes: path -> (czxid, data).
+pub type Nodes = BTreeMap<String, (i64, Vec<u8>)>;
+
+/// The nodes under `root/w<i>` of one member, after a `sync`.
+pub async fn snapshot_writes(c: &zk::Client, root: &str, writers: usize) -> Nodes {
     super::within("sync", c.sync(root)).await.expect("sync");
     let mut out = BTreeMap::new();
     for i in 0..writers {
@@ -960,7 +959,7 @@ pub async fn verify_writes(
         }
         acked += l.acked.len();
     }
-    let mut reference: Option<(u64, BTreeMap<String, (i64, Vec<u8>)>)> = None;
+    let mut reference: Option<(u64, Nodes)> = None;
     for &id in members {
         let c = ens.client(id).await;
         let nodes = snapshot_writes(&c, root, logs.len()).await;
