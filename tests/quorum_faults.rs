@@ -1,17 +1,22 @@
 //! Network partitions of a quorum ensemble (issue #4).
 //!
-//! Every peer link goes through a [`Proxy`]: for each ordered pair of members (a, b), a's
-//! config names two proxies (quorum and election) in front of b's real ports, so whichever
-//! side dials (in Corral the higher id dials the lower one, on both ports) the connection
-//! crosses a proxy that only that pair uses. The cluster identity does not include
-//! addresses, so members with different configs still form one ensemble. Isolating member k
-//! blocks (new connections accepted and closed at once) and cuts (existing connections
-//! closed) every proxy of a pair that includes k; healing unblocks them and lets the members
-//! reconnect by themselves.
+//! Every peer link goes through proxies: for each ordered pair of members (a, b), a's config
+//! names two proxies (quorum and election) in front of b's real ports, so whichever side dials
+//! (in Corral the higher id dials the lower one, on both ports) the connection crosses proxies
+//! that only that pair uses. The cluster identity does not include addresses, so members with
+//! different configs still form one ensemble. Isolating member k acts on every proxy of a pair
+//! that includes k, in one of two ways:
 //!
-//! Each test checks that the isolated member stops serving, that the majority has (or
-//! elects) a leader and keeps accepting writes, and that after healing the member rejoins
-//! and has every write, in the same order ([`verify_writes`]).
+//! * loud ([`Proxy`]): new connections are accepted and closed at once, existing ones are
+//!   closed — the members learn at once that the link is down;
+//! * silent ([`SilentProxy`]): connections stay open but nothing passes — the members must
+//!   notice the silence themselves (syncLimit ticks).
+//!
+//! Healing lets connections through again; the members reconnect by themselves. Each test
+//! checks that the isolated member stops serving (`srvr`, its client connections, new
+//! sessions, no write acknowledged through it), that the majority keeps (or elects, in a new
+//! epoch) a leader and takes writes, and that after healing the member rejoins and has every
+//! write, in the same order ([`verify_writes`]).
 
 mod common;
 
