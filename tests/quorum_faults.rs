@@ -338,6 +338,22 @@ async fn isolate_leader(kind: Partition, root: &str) {
     );
     verify_writes(&ens, &logs, root, &ens.ids()).await;
     assert_isolated_write_all_or_nothing(&ens).await;
+    eprintln!(
+        "old leader {old} synced after healing by: {:?}",
+        log_lines_with(
+            &ens.member(old).log_contents(),
+            &["synchronising with leader"]
+        )
+    );
+
+    // Writes sent to the old leader while it was cut off may sit in its log, never
+    // committed. Whatever it did with them when it rejoined must survive a crash: after a
+    // kill -9 and a restart (replaying its own log) it still agrees with the others.
+    ens.kill9(old);
+    ens.start(old);
+    assert_eq!(ens.wait_formed(), new);
+    verify_writes(&ens, &logs, root, &ens.ids()).await;
+    assert_isolated_write_all_or_nothing(&ens).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -358,4 +374,94 @@ async fn silently_isolated_follower_stops_serving_and_rejoins_with_every_write()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn silently_isolated_leader_steps_down_majority_elects_and_old_leader_rejoins() {
     isolate_leader(Partition::Silent, "/spl").await;
+}
+
+/// A leader cut off (silently) from its followers keeps taking writes for a moment: it
+/// proposes and logs them, but nobody else ever sees them, so they are never committed. The
+/// majority elects a new leader and moves on; when the old leader rejoins it must drop those
+/// entries (ZAB: truncate its log, or take a snapshot) — they never appear on any member,
+/// not even on the old leader after a crash and a restart that replays its own log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_proposed_by_a_cut_off_leader_are_truncated_away() {
+    let mut ens = EnsembleBuilder::new(3).build();
+    let mesh = Mesh::new(&mut ens, Partition::Silent).await;
+    ens.start_all();
+    let old = ens.wait_formed();
+    let others: Vec<u64> = ens.ids().into_iter().filter(|&id| id != old).collect();
+    let c = ens.client(old).await;
+    create_all(&c, "/t").await;
+    c.create("/t/before", b"", &persistent())
+        .await
+        .expect("write before the partition");
+
+    mesh.isolate(old);
+    // Sent at once, these reach the leader long before it can notice the silence (syncLimit
+    // ticks): it proposes them, but no follower receives them.
+    let paths: Vec<String> = (0..5).map(|i| format!("/t/lost{i}")).collect();
+    let lost: Vec<_> = paths
+        .iter()
+        .map(|p| c.create(p, b"", &persistent()))
+        .collect();
+    for (i, f) in lost.into_iter().enumerate() {
+        let r = within("the write to fail", f).await;
+        assert!(
+            r.is_err(),
+            "/t/lost{i} acknowledged by a leader cut off from its followers: {r:?}"
+        );
+    }
+    drop(c);
+    ens.wait_not_serving(old);
+    let new = ens.wait_leader_among(&others);
+    assert_ne!(new, old);
+    let cn = ens.client(new).await;
+    for i in 0..10 {
+        cn.create(&format!("/t/new{i}"), b"", &persistent())
+            .await
+            .expect("write through the new leader");
+    }
+
+    mesh.heal(old);
+    assert_eq!(ens.wait_formed(), new);
+    assert_eq!(ens.mode(old).as_deref(), Some("follower"));
+    let mut want: Vec<String> = (0..10).map(|i| format!("new{i}")).collect();
+    want.push("before".to_string());
+    want.sort();
+    for (id, ch) in children_everywhere(&ens, "/t").await {
+        assert_eq!(ch, want, "children of /t on member {id}");
+    }
+    let log = ens.member(old).log_contents();
+    let kinds = sync_kinds(&log);
+    assert!(
+        matches!(
+            kinds.first().map(String::as_str),
+            Some("truncate" | "snapshot")
+        ),
+        "member {old} had uncommitted entries of the old epoch; it must truncate (or take a \
+         snapshot) to rejoin, but synced by {kinds:?}: {:?}",
+        log_lines_with(&log, &["synchronising with leader"])
+    );
+
+    // The old leader's own log no longer holds the lost writes.
+    ens.kill9(old);
+    ens.start(old);
+    assert_eq!(ens.wait_formed(), new);
+    for (id, ch) in children_everywhere(&ens, "/t").await {
+        assert_eq!(
+            ch, want,
+            "children of /t on member {id} after restarting {old}"
+        );
+    }
+}
+
+/// The sorted children of `path` on every member, after a `sync` there.
+async fn children_everywhere(ens: &Ensemble, path: &str) -> Vec<(u64, Vec<String>)> {
+    let mut out = Vec::new();
+    for id in ens.ids() {
+        let c = ens.client(id).await;
+        c.sync(path).await.expect("sync");
+        let mut ch = c.list_children(path).await.expect("children");
+        ch.sort();
+        out.push((id, ch));
+    }
+    out
 }

@@ -1005,6 +1005,12 @@ pub async fn verify_writes(
         }
         drop(c);
     }
+    let unknown: usize = logs.iter().map(|l| l.unknown.len()).sum();
+    let sessions: usize = logs.iter().map(|l| l.sessions).sum();
+    let total = reference.map(|(_, r)| r.len()).unwrap_or(0);
+    eprintln!(
+        "verified on members {members:?}: {acked} acknowledged writes, {unknown} unknown, {total} nodes, {sessions} writer sessions"
+    );
     acked
 }
 
