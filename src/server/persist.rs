@@ -518,3 +518,141 @@ impl Persistence {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jute::{Acl, OpCode};
+    use crate::quorum::zxid;
+    use crate::tree::NodeKind;
+
+    fn opts() -> TreeOptions {
+        TreeOptions {
+            extended_types_enabled: true,
+        }
+    }
+
+    fn create_txn(z: i64, path: &str) -> Txn {
+        Txn {
+            session_id: 0,
+            cxid: 0,
+            zxid: z,
+            time_ms: 0,
+            body: TxnBody::Create {
+                path: path.into(),
+                data: Some(Bytes::from_static(b"v")),
+                acl: Acl::open_unsafe(),
+                kind: NodeKind::Persistent,
+                parent_cversion: 1,
+                op: OpCode::Create,
+            },
+        }
+    }
+
+    fn record(z: i64, path: &str) -> (i64, Bytes) {
+        let mut buf = BytesMut::new();
+        encode_txn(&create_txn(z, path), &mut buf);
+        (z, buf.freeze())
+    }
+
+    async fn wait_durable(d: &mut watch::Receiver<Durability>, z: i64) {
+        while d.borrow_and_update().durable_zxid() < z {
+            d.changed().await.unwrap();
+        }
+    }
+
+    /// A snapshot image of a tree holding `paths` at zxid `z`, as a leader would send it.
+    async fn image_of(dir: &Path, z: i64, paths: &[&str]) -> Bytes {
+        let mut db = Database::new(opts());
+        for (i, p) in paths.iter().enumerate() {
+            db.apply(&create_txn(z - (paths.len() - 1 - i) as i64, p));
+        }
+        db.begin_snapshot().unwrap();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(1);
+        let tx = super::super::snapshotter::start(dir, z, 0, vec![(7, 4000)], done_tx).unwrap();
+        while let Some(chunk) = db.snapshot_chunk(10) {
+            tx.send(super::super::snapshotter::SnapMsg::Chunk(chunk.nodes))
+                .await
+                .unwrap();
+        }
+        tx.send(super::super::snapshotter::SnapMsg::Finish)
+            .await
+            .unwrap();
+        let done = done_rx.recv().await.unwrap();
+        let info = done.result.unwrap();
+        Bytes::from(std::fs::read(info.path).unwrap())
+    }
+
+    #[tokio::test]
+    async fn quorum_log_survives_reopen_and_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let z = |c| zxid::make(1, c);
+        let (mut p, rec, mut d) =
+            Persistence::open_quorum(dir.path(), None, 1 << 20, opts()).unwrap();
+        assert!(rec.log.is_empty());
+        assert_eq!((rec.accepted, rec.current_epoch), ((0, 0), 0));
+        for c in 1..=5 {
+            let (zx, payload) = record(z(c), &format!("/n{c}"));
+            p.log_raw(zx, payload);
+        }
+        p.flush().await.unwrap();
+        wait_durable(&mut d, z(5)).await;
+        p.write_accepted_epoch(2, 3).unwrap();
+        p.write_current_epoch(1).unwrap();
+
+        // Cut after the third; the writer keeps going from there.
+        let mut d = p.truncate_after(z(3)).unwrap();
+        assert_eq!(d.borrow().durable_zxid(), z(3));
+        let (zx, payload) = record(zxid::make(2, 1), "/after");
+        p.log_raw(zx, payload);
+        p.flush().await.unwrap();
+        wait_durable(&mut d, zxid::make(2, 1)).await;
+        p.close();
+        drop(p);
+
+        let (_p, rec, _d) = Persistence::open_quorum(dir.path(), None, 1 << 20, opts()).unwrap();
+        let zxids: Vec<i64> = rec.log.iter().map(|(z, _)| *z).collect();
+        assert_eq!(zxids, vec![z(1), z(2), z(3), zxid::make(2, 1)]);
+        assert_eq!(rec.accepted, (2, 3));
+        assert_eq!(rec.current_epoch, 1);
+        // Quorum recovery does not apply the log: the tree is the (empty) snapshot state.
+        assert!(!rec.db.exists("/n1"));
+    }
+
+    #[tokio::test]
+    async fn installs_a_leaders_snapshot_and_serves_it_to_peers() {
+        let leader = tempfile::tempdir().unwrap();
+        let z = zxid::make(3, 9);
+        let image = image_of(leader.path(), z, &["/a", "/b"]).await;
+        assert_eq!(
+            snapshot_image(leader.path(), z)
+                .unwrap()
+                .map(|(zx, b)| (zx, b.len())),
+            Some((z, image.len()))
+        );
+        assert!(snapshot_image(leader.path(), z - 1).unwrap().is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let (mut p, _rec, _d) =
+            Persistence::open_quorum(dir.path(), None, 1 << 20, opts()).unwrap();
+        let (zx, payload) = record(zxid::make(1, 1), "/old");
+        p.log_raw(zx, payload);
+        let (loaded, d) = p.install_snapshot(z, &image, opts()).unwrap();
+        assert_eq!(loaded.zxid, z);
+        assert!(loaded.db.exists("/a"));
+        assert_eq!(loaded.sessions, vec![(7, 4000)]);
+        assert_eq!(d.borrow().durable_zxid(), z);
+        // A damaged image is refused and leaves the log usable.
+        let mut bad = image.to_vec();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        assert!(p.install_snapshot(zxid::make(3, 10), &bad, opts()).is_err());
+        p.close();
+        drop(p);
+
+        let (_p, rec, _d) = Persistence::open_quorum(dir.path(), None, 1 << 20, opts()).unwrap();
+        assert_eq!(rec.snapshot_zxid, z);
+        assert!(rec.log.is_empty(), "the log before the snapshot is gone");
+        assert!(rec.db.exists("/b"));
+    }
+}

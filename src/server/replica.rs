@@ -151,6 +151,8 @@ pub struct Replica {
     pub pending: Pending,
     /// Follower/observer: sessions with client activity since the last report to the leader.
     pub touched: HashSet<i64>,
+    /// Sessions with a sync in their queue (checked after every applied transaction).
+    pub sync_sessions: HashSet<i64>,
     /// Follower/observer: the leader's link as first seen connected (its connect count).
     pub leader_link: Option<u64>,
     /// Events produced while executing commands, fed to the core in order.
@@ -220,6 +222,9 @@ impl Replica {
                 format!("{}/{suffix}", membership.cluster_id),
             );
             cfg.max_frame_bytes = MAX_PEER_FRAME_BYTES;
+            // A restarted member with a low id waits for the others to dial it: keep that wait
+            // short (ZooKeeper's members retry every few hundred milliseconds too).
+            cfg.reconnect_backoff_max = std::time::Duration::from_millis(400);
             Ok(cfg)
         };
         let mut zab_cfg = net(&membership.quorum_addrs, "zab")?;
@@ -256,6 +261,7 @@ impl Replica {
             log_last: last_zxid,
             pending: Pending::new(),
             touched: HashSet::new(),
+            sync_sessions: HashSet::new(),
             leader_link: None,
             events: VecDeque::new(),
             pumping: false,

@@ -278,6 +278,7 @@ impl Core {
         }
         self.queues.clear();
         let Some(r) = self.repl.as_mut() else { return };
+        r.sync_sessions.clear();
         r.role = Role::Looking;
         r.pending.clear();
         r.touched.clear();
@@ -655,6 +656,9 @@ impl Core {
                 until,
                 received_at,
             });
+            if let Some(r) = self.repl.as_mut() {
+                r.sync_sessions.insert(sid);
+            }
             if until.is_none() {
                 self.send_to_leader(PeerBody::SyncRequest(pb::SyncRequest {
                     session_id: sid,
@@ -699,8 +703,6 @@ impl Core {
             request: w.into_inner().freeze(),
             ids: ids
                 .into_iter()
-                .filter(|i| i.scheme != "ip")
-                .chain(self.conns.get(&conn_id).map(|c| c.ip_id.clone()))
                 .map(|i| pb::AuthIdent {
                     scheme: i.scheme,
                     id: i.id,
@@ -820,17 +822,28 @@ impl Core {
     /// Syncs wait at the head of their queue until their zxid is applied; after each apply,
     /// release those now due. Only sessions whose head is a sync are looked at.
     fn drain_syncs(&mut self) {
+        let Some(r) = self.repl.as_mut() else { return };
+        if r.sync_sessions.is_empty() {
+            return;
+        }
         let last = self.last_zxid;
-        let due: Vec<i64> = self
-            .queues
-            .iter()
-            .filter(|(_, q)| {
-                matches!(q.front(), Some(Queued::Sync { until: Some(u), .. }) if *u <= last)
-            })
-            .map(|(&sid, _)| sid)
-            .collect();
-        for sid in due {
-            self.drain_queue(sid);
+        let sids: Vec<i64> = r.sync_sessions.iter().copied().collect();
+        for sid in sids {
+            let due = matches!(
+                self.queues.get(&sid).and_then(|q| q.front()),
+                Some(Queued::Sync { until: Some(u), .. }) if *u <= last
+            );
+            if due {
+                self.drain_queue(sid);
+            }
+        }
+        let queues = &self.queues;
+        if let Some(r) = self.repl.as_mut() {
+            r.sync_sessions.retain(|sid| {
+                queues
+                    .get(sid)
+                    .is_some_and(|q| q.iter().any(|w| matches!(w, Queued::Sync { .. })))
+            });
         }
     }
 }
