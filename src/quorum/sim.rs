@@ -203,6 +203,7 @@ impl World {
                     init_limit_ticks: 20,
                     sync_limit_ticks: 10,
                     ping_interval_ticks: 2,
+                    retry_interval_ticks: 2,
                 };
                 let core = Zab::new(cfg.clone(), PersistentState::default(), 0).ok();
                 Node {

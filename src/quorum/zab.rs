@@ -97,6 +97,8 @@ pub struct Config {
     pub sync_limit_ticks: u64,
     /// The leader pings every this many ticks; a joining follower retries its handshake as often.
     pub ping_interval_ticks: u64,
+    /// A joining follower retransmits its handshake this often.
+    pub retry_interval_ticks: u64,
 }
 
 impl Config {
@@ -529,9 +531,9 @@ impl Zab {
                 "voters must be non-empty and disjoint from observers".into(),
             ));
         }
-        if cfg.ping_interval_ticks == 0 {
+        if cfg.ping_interval_ticks == 0 || cfg.retry_interval_ticks == 0 {
             return Err(ZabError::InvalidState(
-                "ping interval must be at least one tick".into(),
+                "ping and retry intervals must be at least one tick".into(),
             ));
         }
         let mut prev = state.snapshot_zxid;
@@ -779,7 +781,9 @@ impl Zab {
                     State::Leading(l) if l.epoch == Some(a.epoch) && a.leader == self.cfg.myid => {
                         l.epoch_durable = true;
                         self.leader_send_infos();
-                        self.leader_maybe_persist_current();
+                        // A one-voter ensemble has its quorum now; others finish discovery
+                        // when enough AckEpochs arrive.
+                        self.leader_maybe_discovered();
                     }
                     State::Following(f) => {
                         if let Phase::AwaitEpochDurable { session, epoch } = f.phase {
@@ -865,7 +869,7 @@ impl Zab {
                     self.step_down();
                     return;
                 }
-                if now - f.last_retry >= cfg.ping_interval_ticks {
+                if now - f.last_retry >= cfg.retry_interval_ticks {
                     f.last_retry = now;
                     match f.phase {
                         Phase::Discovery => self.follower_send_info(),

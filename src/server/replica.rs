@@ -184,7 +184,10 @@ impl Replica {
             observers: membership.observers.clone(),
             init_limit_ticks: membership.init_limit_ticks * per_tick,
             sync_limit_ticks: membership.sync_limit_ticks * per_tick,
+            // Pings every half tick, as in ZooKeeper. A joining follower retries every 100 ms,
+            // so one whose first hello reached a member not yet leading joins soon after.
             ping_interval_ticks: (per_tick / 2).max(1),
+            retry_interval_ticks: (per_tick / 2).clamp(1, 100 / QUORUM_TICK_MS),
         };
         let ping_interval_ticks = zab_cfg.ping_interval_ticks;
         let log: Vec<Entry> = disk

@@ -13,6 +13,7 @@ fn cfg(myid: PeerId, voters: &[PeerId], observers: &[PeerId]) -> Config {
         init_limit_ticks: 10,
         sync_limit_ticks: 5,
         ping_interval_ticks: 2,
+        retry_interval_ticks: 2,
     }
 }
 
@@ -687,5 +688,41 @@ fn sync_follower_waits_for_a_bare_truncation_before_recording_the_epoch() {
     assert_eq!(
         run(&mut f, Event::Persisted { up_to: WriteId(1) }),
         vec![Command::PersistEpoch(EpochRecord::Current(2))]
+    );
+}
+
+/// A one-voter ensemble (ZooKeeper's standaloneEnabled=false) establishes itself from its own
+/// durable epoch records, commits its history, and commits each proposal once it is durable.
+#[test]
+fn discovery_one_voter_establishes_alone() {
+    let mut zab = member(cfg(1, &[1], &[]), disk((1, 1), 1, vec![entry(1, 1)]));
+    let cmds = run(&mut zab, Event::BecomeLeader { epoch_hint: None });
+    let accepted = EpochRecord::Accepted(AcceptedEpoch {
+        epoch: 2,
+        leader: 1,
+    });
+    assert_eq!(cmds, vec![Command::PersistEpoch(accepted)]);
+    let cmds = run(&mut zab, Event::EpochPersisted(accepted));
+    assert_eq!(cmds, vec![Command::PersistEpoch(EpochRecord::Current(2))]);
+    let cmds = run(&mut zab, Event::EpochPersisted(EpochRecord::Current(2)));
+    assert_eq!(cmds[0], Command::RoleChanged(Role::Leading { epoch: 2 }));
+    assert!(cmds.contains(&Command::Apply {
+        zxid: z(1, 1),
+        payload: entry(1, 1).payload
+    }));
+    let zx = zab.propose(Bytes::from_static(b"p")).unwrap();
+    assert_eq!(zx, z(2, 1));
+    let cmds = zab.take_commands();
+    let Some(Command::Persist { id, .. }) = cmds.first().cloned() else {
+        panic!("expected a log write, got {cmds:?}");
+    };
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Apply { .. })));
+    let cmds = run(&mut zab, Event::Persisted { up_to: id });
+    assert_eq!(
+        cmds,
+        vec![Command::Apply {
+            zxid: zx,
+            payload: Bytes::from_static(b"p")
+        }]
     );
 }

@@ -318,7 +318,12 @@ impl Core {
                         election::Role::Following => Event::BecomeFollower { leader },
                         election::Role::Observing => Event::BecomeObserver { leader },
                     };
-                    r.leader_link = None;
+                    // Watch the link to the leader from now on (see `on_links_changed`).
+                    r.leader_link = r
+                        .zab_net
+                        .peer_stats(leader)
+                        .filter(|s| s.connected && leader != r.membership.myid)
+                        .map(|s| s.connects);
                     self.zab_event(ev);
                 }
             }
