@@ -1,8 +1,9 @@
 //! Quorum mode (issue #4): ensembles of real `corral server` processes on loopback
 //! (`tests/common/ensemble.rs`), driven with the `zookeeper-client` crate.
 //!
-//! Election, writes through every member (observers included), local reads and `sync`,
-//! global sessions (moving to another member, expiry seen everywhere), and crashes under
+//! Election, writes through every member (observers included; sequential nodes and multis
+//! too), local reads and `sync`, global sessions (moving to another member, surviving a leader
+//! failover, expiry seen everywhere, sessions of a dead member expiring), and crashes under
 //! write load: the leader killed with SIGKILL, a follower killed and caught up by diff and by
 //! snapshot, a rolling restart, the whole ensemble killed and restarted. Every load test ends
 //! with [`verify_writes`]: every acknowledged write is on every member, with the zxid it was
@@ -594,4 +595,205 @@ async fn whole_ensemble_killed_and_restarted_loses_no_acknowledged_write() {
         "after a restart: {:#x}, last acknowledged before: {last:#x}",
         st.czxid
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sequential_nodes_and_multis_through_every_member_agree_everywhere() {
+    let mut ens = EnsembleBuilder::new(3).observers(1).start();
+    ens.wait_formed();
+    let ids = ens.ids();
+    let setup = ens.client(ids[0]).await;
+    create_all(&setup, "/seq").await;
+
+    // Sequential creates through every member at once: the leader numbers them.
+    let mut tasks = Vec::new();
+    for &id in &ids {
+        let c = ens.client(id).await;
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            for _ in 0..25 {
+                let (stat, seq) = c
+                    .create(
+                        "/seq/n-",
+                        id.to_string().as_bytes(),
+                        &mode(zk::CreateMode::PersistentSequential),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("sequential create through member {id}: {e:?}"));
+                made.push((format!("n-{seq}"), stat.czxid));
+            }
+            made
+        }));
+    }
+    let mut made = Vec::new();
+    for t in tasks {
+        made.extend(t.await.unwrap());
+    }
+    let names: std::collections::BTreeSet<String> = made.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(
+        names.len(),
+        made.len(),
+        "a sequence number was given twice: {made:?}"
+    );
+    made.sort_by_key(|(_, z)| *z);
+    assert!(
+        made.windows(2).all(|w| w[0].0 < w[1].0),
+        "sequence numbers must follow the commit order: {made:?}"
+    );
+    let want: Vec<String> = names.into_iter().collect();
+    for &id in &ids {
+        let c = ens.client(id).await;
+        c.sync("/seq").await.expect("sync");
+        let mut children = c.list_children("/seq").await.expect("children");
+        children.sort();
+        assert_eq!(children, want, "children of /seq on member {id}");
+        for (name, czxid) in &made {
+            let (_, st) = c.get_data(&format!("/seq/{name}")).await.expect("get");
+            assert_eq!(st.czxid, *czxid, "/seq/{name} on member {id}");
+        }
+    }
+
+    // A multi through each member: one zxid for all its ops, everywhere; a failing multi
+    // leaves nothing behind anywhere.
+    let mut multi_zxids = Vec::new();
+    for &id in &ids {
+        let c = ens.client(id).await;
+        let mut w = c.new_multi_writer();
+        w.add_create(&format!("/m{id}"), b"", &persistent())
+            .unwrap();
+        w.add_create(&format!("/m{id}/a"), b"", &persistent())
+            .unwrap();
+        w.add_set_data("/seq", id.to_string().as_bytes(), None)
+            .unwrap();
+        let res = w
+            .commit()
+            .await
+            .unwrap_or_else(|e| panic!("multi through member {id}: {e:?}"));
+        let zxids: Vec<i64> = res
+            .iter()
+            .filter_map(|r| match r {
+                zk::MultiWriteResult::Create { stat, .. } if !stat.is_invalid() => Some(stat.czxid),
+                zk::MultiWriteResult::SetData { stat } => Some(stat.mzxid),
+                _ => None,
+            })
+            .collect();
+        assert!(!zxids.is_empty());
+        assert!(
+            zxids.iter().all(|&z| z == zxids[0]),
+            "ops of one multi through member {id}: {zxids:x?}"
+        );
+        multi_zxids.push((id, zxids[0]));
+
+        let mut w = c.new_multi_writer();
+        w.add_create(&format!("/f{id}"), b"", &persistent())
+            .unwrap();
+        w.add_create(&format!("/m{id}"), b"", &persistent())
+            .unwrap();
+        assert!(
+            w.commit().await.is_err(),
+            "a multi creating an existing node through member {id} must fail"
+        );
+    }
+    for &reader in &ids {
+        let c = ens.client(reader).await;
+        c.sync("/").await.expect("sync");
+        for &(id, zxid) in &multi_zxids {
+            for p in [format!("/m{id}"), format!("/m{id}/a")] {
+                let (_, st) = c
+                    .get_data(&p)
+                    .await
+                    .unwrap_or_else(|e| panic!("{p} on member {reader}: {e:?}"));
+                assert_eq!(st.czxid, zxid, "{p} on member {reader}");
+            }
+            assert_eq!(
+                c.check_stat(&format!("/f{id}")).await.expect("exists"),
+                None,
+                "half of a failed multi on member {reader}"
+            );
+        }
+        let (data, st) = c.get_data("/seq").await.expect("get /seq");
+        let last = multi_zxids.last().unwrap();
+        assert_eq!((data, st.mzxid), (last.0.to_string().into_bytes(), last.1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_and_its_ephemerals_survive_a_leader_failover() {
+    let mut ens = EnsembleBuilder::new(3).start();
+    let old = ens.wait_formed();
+    let c = connect(&ens.connect_string(), Duration::from_secs(20)).await;
+    let sid = c.session_id().0;
+    c.create("/keep", b"", &ephemeral())
+        .await
+        .expect("ephemeral");
+
+    ens.kill9(old);
+    let survivors: Vec<u64> = ens.ids().into_iter().filter(|&id| id != old).collect();
+    ens.wait_leader_among(&survivors);
+    // The same session carries on, through a survivor if it was on the old leader.
+    within("a write in the same session after the failover", async {
+        loop {
+            match c.create("/after", b"", &ephemeral()).await {
+                Ok(_) | Err(zk::Error::NodeExists) => return,
+                Err(zk::Error::ConnectionLoss | zk::Error::Custom(_)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("session lost in a leader failover: {e:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(c.session_id().0, sid);
+
+    ens.start(old);
+    ens.wait_formed();
+    for id in ens.ids() {
+        let r = ens.client(id).await;
+        r.sync("/").await.expect("sync");
+        for p in ["/keep", "/after"] {
+            let st = r
+                .check_stat(p)
+                .await
+                .expect("exists")
+                .unwrap_or_else(|| panic!("member {id} lacks {p}"));
+            assert_eq!(st.ephemeral_owner, sid, "{p} on member {id}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_of_a_dead_member_expire_and_their_ephemerals_vanish() {
+    let mut ens = EnsembleBuilder::new(3).start();
+    let leader = ens.wait_formed();
+    let f = ens.ids().into_iter().find(|&id| id != leader).unwrap();
+    let survivors: Vec<u64> = ens.ids().into_iter().filter(|&id| id != f).collect();
+    // The owner can only ever reach member f.
+    let owner = connect(&ens.member(f).addr(), Duration::from_millis(1500)).await;
+    owner
+        .create("/orphan", b"", &ephemeral())
+        .await
+        .expect("ephemeral");
+    let mut watchers = Vec::new();
+    for &id in &survivors {
+        let c = ens.client(id).await;
+        c.sync("/").await.expect("sync");
+        let (_, st, w) = c
+            .get_and_watch_data("/orphan")
+            .await
+            .unwrap_or_else(|e| panic!("member {id}: {e:?}"));
+        assert_eq!(st.ephemeral_owner, owner.session_id().0);
+        watchers.push((id, w, c));
+    }
+
+    ens.kill9(f);
+    for (id, w, _c) in watchers {
+        let ev = within(&format!("/orphan deleted on member {id}"), w.changed()).await;
+        assert_eq!(ev.event_type, zk::EventType::NodeDeleted, "member {id}");
+    }
+    drop(owner);
+    ens.start(f);
+    ens.wait_formed();
+    let c = ens.client(f).await;
+    c.sync("/").await.expect("sync");
+    assert_eq!(c.check_stat("/orphan").await.expect("exists"), None);
 }
