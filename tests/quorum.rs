@@ -136,6 +136,24 @@ async fn three_voters_elect_one_leader_and_serve_on_every_member() {
         );
     }
 
+    // A data watch on every member fires for a change made through another one, with the
+    // change's zxid.
+    let mut watches = Vec::new();
+    for &id in &ids {
+        let c = ens.client(id).await;
+        c.sync("/via3").await.expect("sync");
+        let (_, _, w) = c.get_and_watch_data("/via3").await.expect("watch");
+        watches.push((id, w, c));
+    }
+    let st = cf.set_data("/via3", b"watched", None).await.expect("set");
+    for (id, w, _c) in watches {
+        let ev = within(&format!("NodeDataChanged on member {id}"), w.changed()).await;
+        assert_eq!(ev.event_type, zk::EventType::NodeDataChanged, "member {id}");
+        if is_corral() {
+            assert_eq!(ev.zxid, st.mzxid, "notification zxid on member {id}");
+        }
+    }
+
     // Nobody changes role while all is well.
     assert_eq!(ens.wait_leader(), leader);
 }
@@ -796,4 +814,35 @@ async fn sessions_of_a_dead_member_expire_and_their_ephemerals_vanish() {
     let c = ens.client(f).await;
     c.sync("/").await.expect("sync");
     assert_eq!(c.check_stat("/orphan").await.expect("exists"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_with_a_wiped_data_dir_gets_everything_back() {
+    let mut ens = EnsembleBuilder::new(3).observers(1).start();
+    let leader = ens.wait_formed();
+    let setup = ens.client_any().await;
+    let load = Load::start(&setup, "/wiped", 3, &[ens.connect_string()]).await;
+    drop(setup);
+    load.wait_more_acks(100, "before the disk is replaced")
+        .await;
+    // A follower and the observer lose their disks.
+    let f = ens
+        .voter_ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .unwrap();
+    for id in [f, 4] {
+        ens.kill9(id);
+        ens.wipe_data(id);
+    }
+    load.wait_more_acks(50, "while they are down").await;
+    for id in [f, 4] {
+        ens.start(id);
+    }
+    assert_eq!(ens.wait_formed(), leader);
+    assert_eq!(ens.mode(f).as_deref(), Some("follower"));
+    assert_eq!(ens.mode(4).as_deref(), Some("observer"));
+    load.wait_more_acks(50, "after they are back").await;
+    let logs = load.stop().await;
+    verify_writes(&ens, &logs, "/wiped", &ens.ids()).await;
 }

@@ -418,6 +418,23 @@ impl Ensemble {
         });
     }
 
+    /// Empty member `id`'s data directory but for `myid` (a replaced disk). It must be down.
+    pub fn wipe_data(&mut self, id: u64) {
+        assert!(!self.is_running(id), "member {id} is running");
+        let dir = self.member(id).data_dir();
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == "myid") {
+                continue;
+            }
+            if p.is_dir() {
+                fs::remove_dir_all(&p).unwrap();
+            } else {
+                fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+
     /// SIGKILL member `id` and reap it.
     pub fn kill9(&mut self, id: u64) {
         if let Some(mut child) = self.member_mut(id).child.take() {
