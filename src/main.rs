@@ -35,7 +35,8 @@ enum Command {
     /// Import an Apache ZooKeeper data directory (snapshot + logs) into a Corral data directory.
     #[command(name = "import-zk")]
     ImportZk(corral::import::ImportArgs),
-    /// zkCli.sh-style client: `corral cli [-server host:port,...] COMMAND ARGS...`.
+    /// zkCli.sh-style client: `corral cli [-server host:port,...[/chroot]] [COMMAND ARGS...]`
+    /// (interactive without a command); recipes `lock`, `elect`, `watch`, `register`.
     Cli(corral::cli::CliArgs),
 }
 

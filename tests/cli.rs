@@ -255,3 +255,176 @@ fn create_with_ttl() {
     let err = fails(&a, &["create", "-e", "-t", "100", "/bad"]);
     assert!(err.contains("TTLs cannot be used with Ephemeral"), "{err}");
 }
+
+#[test]
+fn set_acl_with_stat_version_and_recursion() {
+    let s = ServerBuilder::new().start();
+    let a = s.addr();
+    for p in ["/t", "/t/x", "/t/x/y"] {
+        ok(&a, &["create", p]);
+    }
+    assert_eq!(ok(&a, &["setAcl", "/t", "world:anyone:cdrwa"]), "");
+    let st = stat_lines(&ok(&a, &["setAcl", "-s", "/t", "world:anyone:cdrwa"]));
+    assert_eq!(stat_value(&st, "aclVersion"), "2");
+    assert_eq!(
+        fails(&a, &["setAcl", "-v", "7", "/t", "world:anyone:cdrwa"]),
+        "version No is not valid : /t\n"
+    );
+    assert_eq!(
+        ok(&a, &["setAcl", "-v", "2", "/t", "world:anyone:cdrwa"]),
+        ""
+    );
+    assert_eq!(ok(&a, &["setAcl", "-R", "/t", "world:anyone:cdr"]), "");
+    for p in ["/t", "/t/x", "/t/x/y"] {
+        assert_eq!(ok(&a, &["getAcl", p]), "'world,'anyone\n: cdr\n", "{p}");
+    }
+    // Without write permission, set is refused.
+    assert_eq!(
+        fails(&a, &["set", "/t/x/y", "d"]),
+        "Insufficient permission : /t/x/y\n"
+    );
+    assert_eq!(
+        fails(&a, &["setAcl", "/nope", "world:anyone:r"]),
+        "Node does not exist: /nope\n"
+    );
+    assert_eq!(
+        fails(&a, &["setAcl", "/t", "bogus"]),
+        "bogus does not have the form scheme:id:perm\n"
+    );
+    let st =
+        stat_lines(&ok(&a, &["getAcl", "-s", "/t"]).replacen("'world,'anyone\n: cdr\n", "", 1));
+    assert_eq!(stat_value(&st, "numChildren"), "1");
+}
+
+#[test]
+fn create_with_acl_and_digest_auth() {
+    let s = ServerBuilder::new().start();
+    let a = s.addr();
+    assert_eq!(
+        ok(
+            &a,
+            &["create", "/m", "d", "world:anyone:rw,ip:10.0.0.0/8:cdrwa"]
+        ),
+        "Created /m\n"
+    );
+    assert_eq!(
+        ok(&a, &["getAcl", "/m"]),
+        "'world,'anyone\n: rw\n'ip,'10.0.0.0/8\n: cdrwa\n"
+    );
+    let id = common::digest_id("u", "p");
+    let acl = format!("digest:{id}:cdrwa");
+    assert_eq!(
+        ok(&a, &["create", "/secret", "s", &acl]),
+        "Created /secret\n"
+    );
+    assert_eq!(
+        fails(&a, &["get", "/secret"]),
+        "Insufficient permission : /secret\n"
+    );
+    // addauth succeeds on its own (its effect is tested in the interactive shell).
+    assert_eq!(ok(&a, &["addauth", "digest", "u:p"]), "");
+    let err = fails(&a, &["create", "/bad", "d", "world:anyone:rq"]);
+    assert_eq!(err, "Unknown perm type: q\n");
+}
+
+#[test]
+fn ephemerals_children_number_config_and_help() {
+    let s = ServerBuilder::new().start();
+    let a = s.addr();
+    for p in ["/n", "/n/a", "/n/a/b", "/n/c"] {
+        ok(&a, &["create", p]);
+    }
+    assert_eq!(ok(&a, &["getAllChildrenNumber", "/n"]), "3\n");
+    assert_eq!(ok(&a, &["getAllChildrenNumber", "/n/c"]), "0\n");
+    assert_eq!(
+        fails(&a, &["getAllChildrenNumber", "/nope"]),
+        "Node does not exist: /nope\n"
+    );
+    // One-shot sessions own no ephemerals once they are gone.
+    assert_eq!(ok(&a, &["getEphemerals"]), "[]\n");
+    assert_eq!(ok(&a, &["getEphemerals", "/n"]), "[]\n");
+    let cfg = ok(&a, &["config", "-s"]);
+    let (_, stat) = cfg.split_once('\n').unwrap();
+    stat_lines(stat);
+    let help = ok(&a, &["help"]);
+    for cmd in [
+        "setAcl [-s] [-v version] [-R] path acl",
+        "removewatches path [-c|-d|-a] [-l]",
+        "addWatch [-m mode] path",
+    ] {
+        assert!(help.contains(cmd), "{cmd} missing from {help}");
+    }
+}
+
+#[test]
+fn chroot_in_the_connect_string() {
+    let s = ServerBuilder::new().start();
+    let a = s.addr();
+    ok(&a, &["create", "/app"]);
+    let chrooted = format!("{a}/app");
+    assert_eq!(ok(&chrooted, &["create", "/x", "v"]), "Created /x\n");
+    assert_eq!(ok(&chrooted, &["ls", "/"]), "[x]\n");
+    assert_eq!(ok(&a, &["get", "/app/x"]), "v\n");
+    assert_eq!(ok(&chrooted, &["get", "/x"]), "v\n");
+    assert_eq!(
+        fails(&chrooted, &["get", "/app"]),
+        "Node does not exist: /app\n"
+    );
+}
+
+#[test]
+fn watch_options_and_removewatches_one_shot() {
+    let s = ServerBuilder::new().start();
+    let a = s.addr();
+    ok(&a, &["create", "/w", "d"]);
+    assert_eq!(ok(&a, &["ls", "-w", "/w"]), "[]\n");
+    assert_eq!(ok(&a, &["get", "-w", "/w"]), "d\n");
+    stat_lines(&ok(&a, &["stat", "-w", "/w"]));
+    assert_eq!(ok(&a, &["addWatch", "/w"]), "");
+    assert_eq!(ok(&a, &["addWatch", "-m", "PERSISTENT", "/w"]), "");
+    assert!(fails(&a, &["addWatch", "-m", "NEVER", "/w"]).contains("PERSISTENT_RECURSIVE"));
+    // A fresh session has no watches to remove.
+    assert_eq!(
+        fails(&a, &["removewatches", "/w"]),
+        "KeeperErrorCode = No such watcher for /w\n"
+    );
+    assert_eq!(
+        fails(&a, &["stat", "-w", "/nope"]),
+        "Node does not exist: /nope\n"
+    );
+}
+
+#[test]
+fn session_timeout_option_and_close_in_one_shot() {
+    let s = ServerBuilder::fast_sessions().start();
+    let a = s.addr();
+    let o = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["cli", "-server", &a, "-timeout", "1000", "ls", "/"])
+        .output()
+        .expect("run corral cli");
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "[zookeeper]\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["cli", "-server", &a, "-timeout", "soon", "ls", "/"])
+        .output()
+        .expect("run corral cli");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(ok(&a, &["close"]), "");
+    assert_eq!(
+        fails(&a, &["quit"]),
+        "history, redo and quit work in the interactive shell\n"
+    );
+}
+
+#[test]
+fn several_hosts_in_the_connect_string() {
+    let s = ServerBuilder::new().start();
+    // The first address has nothing listening; the client moves on to the next.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hosts = format!("127.0.0.1:{dead},{}", s.addr());
+    assert_eq!(ok(&hosts, &["ls", "/"]), "[zookeeper]\n");
+}
