@@ -846,3 +846,42 @@ async fn member_with_a_wiped_data_dir_gets_everything_back() {
     let logs = load.stop().await;
     verify_writes(&ens, &logs, "/wiped", &ens.ids()).await;
 }
+
+/// Leader churn: the leader is killed with SIGKILL again and again under load, each time
+/// coming back as a follower; every epoch's acknowledged writes survive all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_leader_kills_under_load() {
+    let mut ens = EnsembleBuilder::new(3).start();
+    ens.wait_formed();
+    let setup = ens.client_any().await;
+    let load = Load::start(&setup, "/churn", 4, &[ens.connect_string()]).await;
+    drop(setup);
+    load.wait_more_acks(50, "before the first kill").await;
+    let mut leaders = Vec::new();
+    for round in 0..4 {
+        let leader = ens.wait_formed();
+        leaders.push(leader);
+        ens.kill9(leader);
+        let rest: Vec<u64> = ens.ids().into_iter().filter(|&id| id != leader).collect();
+        let new = ens.wait_leader_among(&rest);
+        assert_ne!(new, leader);
+        load.wait_more_acks(30, &format!("round {round}: under leader {new}"))
+            .await;
+        ens.start(leader);
+        assert_eq!(ens.wait_formed(), new, "round {round}");
+        load.wait_more_acks(30, &format!("round {round}: {leader} is back"))
+            .await;
+    }
+    let logs = load.stop().await;
+    let mut epochs: Vec<i64> = logs
+        .iter()
+        .flat_map(|l| l.acked.iter().map(|a| epoch_of(a.1)))
+        .collect();
+    epochs.sort();
+    epochs.dedup();
+    assert!(
+        epochs.len() >= 5,
+        "writes acknowledged in epochs {epochs:?} under leaders {leaders:?} and after"
+    );
+    verify_writes(&ens, &logs, "/churn", &ens.ids()).await;
+}
