@@ -1,10 +1,12 @@
 //! `bin/ensemble.sh` (the local 3-member ensemble script), run against a temporary copy of
 //! `conf/ensemble` on free ports, with `CORRAL_BIN` set to the binary cargo built for the tests.
 //!
-//! Until quorum mode lands, `corral server` refuses configs with server.N lines, so `up` must
-//! fail cleanly; the election drill is `#[ignore]`d until then. The process management (pid
-//! files, kill/start/stop/restart/down, status) is exercised today with a standalone variant of
-//! the configs (server.N lines replaced by clientPort), which the script accepts with a note.
+//! The quorum drill runs the shipped configs (three voters): `up` waits for a leader, `status`
+//! shows each member's mode, a killed member is replaced by a re-election and rejoins. `up`
+//! with a member that cannot start must fail cleanly. The process management details (pid
+//! files, kill/start/stop/restart/down, a pid file naming another process) are exercised with a
+//! standalone variant of the configs (server.N lines replaced by clientPort), which the script
+//! accepts with a note.
 
 use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream};
@@ -17,7 +19,6 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// Client, quorum and election ports of the shipped configs, per member.
 const SHIPPED_PORTS: [(u16, u16, u16); 3] =
     [(2181, 2888, 3888), (2182, 2889, 3889), (2183, 2890, 3890)];
-const QUORUM_REFUSED: &str = "quorum mode (server.N lines) is not supported yet";
 
 fn skip() -> bool {
     // The script runs corral; there is nothing to compare against ZooKeeper here.
@@ -276,27 +277,33 @@ fn count(members: &[Member], mode: &str) -> usize {
     members.iter().filter(|m| m.mode == mode).count()
 }
 
+/// A member whose config is broken: `up` says which member failed and why, stops the members
+/// it started, and leaves nothing running.
 #[test]
-fn up_fails_cleanly_until_quorum_mode_exists() {
+fn up_fails_cleanly_when_a_member_cannot_start() {
     if skip() {
         return;
     }
     let ens = Ensemble::new(true);
+    let cfg3 = ens.conf.join("zoo3.cfg");
+    let mut text = fs::read_to_string(&cfg3).unwrap();
+    text += "tickTime=abc\n";
+    fs::write(&cfg3, text).unwrap();
     let (code, out) = ens.run(&["up"]);
     assert_eq!(code, 1, "up must fail; output:\n{out}");
-    assert!(out.contains(QUORUM_REFUSED), "output:\n{out}");
     assert!(out.contains("up failed"), "output:\n{out}");
-    for n in 1..=3 {
-        let cfg = ens.conf.join(format!("zoo{n}.cfg"));
+    assert!(
+        out.contains("member 3 exited") && out.contains(cfg3.to_str().unwrap()),
+        "the error of member 3 must be shown; output:\n{out}"
+    );
+    assert!(out.contains("tickTime"), "the config error; output:\n{out}");
+    for n in 1..=2 {
         assert!(
-            out.contains(&format!("member {n} exited")) && out.contains(cfg.to_str().unwrap()),
-            "the error of member {n} must be shown; output:\n{out}"
+            out.contains(&format!("member {n}: stopped")),
+            "member {n} (started by this up) must be stopped; output:\n{out}"
         );
-        // ZooKeeper needs myid before the first start: the script wrote it.
-        assert_eq!(
-            fs::read_to_string(ens.data(n).join("myid")).unwrap(),
-            format!("{n}\n")
-        );
+    }
+    for n in 1..=3 {
         assert!(
             !ens.pid_file(n).exists(),
             "pid file of member {n} left behind"
@@ -307,23 +314,15 @@ fn up_fails_cleanly_until_quorum_mode_exists() {
         );
     }
     assert_eq!(ens.processes(), Vec::<u32>::new(), "processes left behind");
-
     let (code, members) = ens.status();
     assert_eq!(code, 3);
     for m in &members {
         assert_eq!(m.pid, None, "{m:?}");
         assert_eq!(m.mode, "not serving", "{m:?}");
     }
-
-    // A second up fails the same way, and leaves the existing myid files as they were.
-    let (code, out) = ens.run(&["up"]);
-    assert_eq!(code, 1);
-    assert!(out.contains(QUORUM_REFUSED), "output:\n{out}");
-    assert_eq!(ens.processes(), Vec::<u32>::new(), "processes left behind");
-
     // The log holds the member's error.
-    let log = ens.ok(&["logs", "2", "-n", "5"]);
-    assert!(log.contains(QUORUM_REFUSED), "logs 2:\n{log}");
+    let log = ens.ok(&["logs", "3", "-n", "5"]);
+    assert!(log.contains("tickTime"), "logs 3:\n{log}");
 }
 
 #[test]
@@ -360,7 +359,7 @@ fn usage_errors() {
     assert_eq!(ens.processes(), Vec::<u32>::new(), "processes left behind");
 }
 
-/// The process management, today, on standalone members (quorum mode is not there yet).
+/// The process management, on standalone members (each one serves on its own).
 #[test]
 fn standalone_members_kill_start_stop_restart_down() {
     if skip() {
@@ -440,7 +439,6 @@ fn standalone_members_kill_start_stop_restart_down() {
 }
 
 #[test]
-#[ignore = "needs quorum mode"]
 fn ensemble_elects_a_leader_and_survives_killing_a_member() {
     if skip() {
         return;

@@ -6,6 +6,7 @@
 //! is how the expectations in these tests were validated.
 #![allow(dead_code)]
 
+pub mod ensemble;
 pub mod proxy;
 pub mod raw;
 
