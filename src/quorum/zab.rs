@@ -636,12 +636,14 @@ impl Zab {
         l.peers
             .iter()
             .map(|(&id, p)| {
-                let synced = matches!(p.stage, Stage::Synced { .. });
+                // As in ZooKeeper: synchronised, and heard from within the sync limit.
+                let synced = matches!(p.stage, Stage::Synced { .. })
+                    && self.tick - p.last_heard <= self.cfg.sync_limit_ticks;
                 PeerStatus {
                     id,
                     observer: p.observer,
                     synced,
-                    lag_txns: if synced && !p.observer {
+                    lag_txns: if matches!(p.stage, Stage::Synced { .. }) && !p.observer {
                         self.log.after(p.acked.max(self.log.base)).len() as u64
                     } else {
                         0
