@@ -10,6 +10,7 @@
 #   - restart-to-serving on that data (SIGTERM, start again: snapshot load plus log replay),
 #     median of RUNS restarts, and the resident memory 1 s after serving.
 #   bench/memory.sh [ZNODES] [RUNS]        (defaults 1000000, 3)
+# SKIP_ZOOKEEPER=1 measures Corral only.
 # Not a test: it prints a table. 127.0.0.1 only; stops only the servers it started.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -132,6 +133,7 @@ measure() { # name
   local restarts=() restart_rss=()
   for _ in $(seq 1 "$runs"); do
     start "$name"; restarts+=("$ms")
+    [ "$name" = corral ] && grep 'data loaded' "$work/$name.log" | tail -1 | sed 's/.*data loaded/corral: data loaded/' >&2
     sleep 1
     restart_rss+=("$(rss_kib)")
     stop
@@ -151,7 +153,9 @@ measure() { # name
 echo "| server | start-up ms (empty) | idle RSS MiB | znodes | RSS loaded MiB | B/znode loaded | restart-to-serving ms | RSS restarted MiB | B/znode restarted |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 measure corral
-if [ -n "$zk_cp" ]; then
+if [ -n "${SKIP_ZOOKEEPER:-}" ]; then
+  :
+elif [ -n "$zk_cp" ]; then
   measure zookeeper
 else
   echo "(Apache ZooKeeper not installed: apt-get install zookeeper)"

@@ -294,7 +294,7 @@ fn sequence_numbers_count_creations_and_cversion_counts_changes() {
     );
     assert_eq!(h.stat("/q").cversion, 4);
     // Negative stored cversion after overflow is formatted like Java's %010d.
-    h.db.nodes.get_mut("/q").unwrap().cversion = -5;
+    h.db.node_mut("/q").unwrap().cversion = -5;
     assert_eq!(
         h.created_path(S1, "/q/n-", create_flags::PERSISTENT_SEQUENTIAL),
         "/q/n--000000005"
@@ -370,7 +370,7 @@ fn set_data_versions() {
         ErrorCode::BadArguments
     );
     // The version after i32::MAX skips -1 (which would mean "any").
-    h.db.nodes.get_mut("/a").unwrap().version = -2;
+    h.db.node_mut("/a").unwrap().version = -2;
     assert_eq!(
         h.prep(S1, &set_data("/a", b"x", -2)).unwrap(),
         TxnBody::SetData {
@@ -1565,7 +1565,7 @@ fn same_txns_give_same_tree() {
                 (
                     n.path.to_string(),
                     n.stat,
-                    n.data.cloned(),
+                    n.data.clone(),
                     n.acl.to_vec(),
                     n.stored_cversion,
                 )
