@@ -1646,3 +1646,85 @@ fn pipelined_prep_sees_unapplied_writes() {
     );
     assert_eq!(h.stat("/e").ephemeral_owner, 0);
 }
+
+/// Not a test: the longest single `apply` while 2.5M creates grow the tree through several
+/// index resizes, next to the same inserts into a map shaped like the previous layout (a
+/// `HashMap<Arc<str>, 112-byte node>`). Run with
+/// `cargo test --release --lib create_stalls -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn create_stalls() {
+    use std::time::{Duration, Instant};
+    const N: usize = 2_500_000;
+    SKIP_DEBUG_CHECK.with(|c| c.set(true));
+    let mut db = Database::new(TreeOptions::default());
+    let value = Bytes::from(vec![b'v'; 100]);
+    let txn = |db: &mut Database, zxid: i64, body: TxnBody| {
+        db.apply(&Txn {
+            session_id: S1,
+            cxid: 0,
+            zxid,
+            time_ms: zxid,
+            body,
+        })
+    };
+    txn(
+        &mut db,
+        1,
+        TxnBody::Create {
+            path: "/bench".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            kind: NodeKind::Persistent,
+            parent_cversion: -1,
+            op: OpCode::Create,
+        },
+    );
+    let report = |what: &str, times: &mut Vec<Duration>, total: Duration| {
+        times.sort_unstable();
+        let top: Vec<String> = times
+            .iter()
+            .rev()
+            .take(5)
+            .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+            .collect();
+        println!(
+            "{what}: {N} inserts in {:.2} s; p99.99 {:.1} us; longest (ms): {}",
+            total.as_secs_f64(),
+            times[times.len() * 9999 / 10000].as_secs_f64() * 1e6,
+            top.join(", ")
+        );
+    };
+    let mut times = Vec::with_capacity(N);
+    let start = Instant::now();
+    for i in 0..N {
+        let body = TxnBody::Create {
+            path: format!("/bench/node-{i:08}"),
+            data: Some(value.clone()),
+            acl: Acl::open_unsafe(),
+            kind: NodeKind::Persistent,
+            parent_cversion: -1,
+            op: OpCode::Create,
+        };
+        let t = Instant::now();
+        let out = txn(&mut db, 2 + i as i64, body);
+        times.push(t.elapsed());
+        assert_eq!(out.result.err(), ErrorCode::Ok);
+    }
+    report("apply(create), this layout", &mut times, start.elapsed());
+    drop(db);
+    let mut old: hashbrown::HashMap<Arc<str>, [u64; 14]> = hashbrown::HashMap::new();
+    let mut times = Vec::with_capacity(N);
+    let start = Instant::now();
+    for i in 0..N {
+        let key: Arc<str> = Arc::from(format!("/bench/node-{i:08}"));
+        let t = Instant::now();
+        old.insert(key, [i as u64; 14]);
+        times.push(t.elapsed());
+    }
+    report(
+        "HashMap<Arc<str>, 112 B> insert",
+        &mut times,
+        start.elapsed(),
+    );
+}
