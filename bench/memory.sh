@@ -10,13 +10,13 @@
 #   - restart-to-serving on that data (SIGTERM, start again: snapshot load plus log replay),
 #     median of RUNS restarts, and the resident memory 1 s after serving.
 #   bench/memory.sh [ZNODES] [RUNS]        (defaults 1000000, 3)
-# SKIP_ZOOKEEPER=1 measures Corral only.
+# SKIP_ZOOKEEPER=1 measures Corral only; CORRAL_BIN=path measures another corral binary.
 # Not a test: it prints a table. 127.0.0.1 only; stops only the servers it started.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 znodes=${1:-1000000}
 runs=${2:-3}
-bin=$here/target/release/corral
+bin=${CORRAL_BIN:-$here/target/release/corral}
 [ -x "$bin" ] || (cd "$here" && cargo build --release --quiet)
 work=$(mktemp -d)
 pid= ppid=

@@ -32,8 +32,10 @@
 //! # Restoring
 //!
 //! [`Database::restore_begin`] gives a [`Restorer`]; feed it every [`SnapNode`] in any order,
-//! then [`Restorer::finish`] links children, checks the structure and returns the tree. A
-//! malformed image is a [`TreeError`], never a panic.
+//! then [`Restorer::finish`] checks the structure and returns the tree. A node is linked
+//! under its parent as it arrives; the few that arrive before their parent (an id freed and
+//! reused for a deeper node) wait and are linked at `finish`, shallowest first. A malformed
+//! image is a [`TreeError`], never a panic.
 //!
 //! # Digest
 //!
@@ -294,6 +296,7 @@ impl Database {
             db,
             declared: Vec::new(),
             deferred: Vec::new(),
+            last_parent: None,
         }
     }
 
@@ -337,6 +340,8 @@ pub struct Restorer {
     declared: Vec<i32>,
     /// Nodes that came before their parent; linked in `finish`, parents first.
     deferred: Vec<SnapNode>,
+    /// The parent (path, id) of the node added last.
+    last_parent: Option<(String, u32)>,
 }
 
 impl Restorer {
@@ -362,8 +367,22 @@ impl Restorer {
             }
             return self.insert(&n, NIL);
         }
-        match parent_of(path).and_then(|p| self.db.id_of(p)) {
-            Some(parent) => self.insert(&n, parent),
+        let Some(parent_path) = parent_of(path) else {
+            return Err(TreeError::BadPath(path.to_string()));
+        };
+        // Siblings usually come one after another (ids are handed out in creation order):
+        // the previous node's parent saves a lookup.
+        let parent = match &self.last_parent {
+            Some((p, id)) if p == parent_path && self.db.store.is_live(*id) => Some(*id),
+            _ => self.db.id_of(parent_path),
+        };
+        match parent {
+            Some(parent) => {
+                if !matches!(&self.last_parent, Some((p, _)) if p == parent_path) {
+                    self.last_parent = Some((parent_path.to_string(), parent));
+                }
+                self.insert(&n, parent)
+            }
             None => {
                 self.deferred.push(n);
                 Ok(())
