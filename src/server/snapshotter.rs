@@ -100,7 +100,7 @@ pub fn start(
                                     }
                                 };
                                 writer.write_node(&snapfile::SnapNode {
-                                    path: n.path.to_string(),
+                                    path: n.path,
                                     data: n.data.clone(),
                                     acl_index: index,
                                     czxid: n.czxid,
@@ -184,7 +184,7 @@ pub fn load(path: &Path, opts: TreeOptions) -> Result<Loaded, LoadError> {
                 })?;
                 restorer
                     .add(tree::SnapNode {
-                        path: Arc::from(n.path.as_str()),
+                        path: n.path,
                         data: n.data,
                         acl,
                         czxid: n.czxid,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::node::{ttl_owner, EphemeralType, Node, CONTAINER_OWNER};
+use super::node::{ttl_owner, EphemeralType, CONTAINER_OWNER, MAX_NAME_LEN};
 use super::path::{name_of, parent_of};
 use super::txn::{ApplyOutcome, NodeKind, Txn, TxnBody, TxnResult, WatchFired};
 use super::Database;
@@ -169,10 +169,11 @@ impl Database {
         if name.is_empty() {
             return Err(ErrorCode::BadArguments);
         }
-        if !self.nodes.contains_key(parent_path) {
+        let Some(parent) = self.id_of(parent_path) else {
             return Err(ErrorCode::NoNode);
-        }
-        if self.nodes.contains_key(path) {
+        };
+        let h = self.store.hash(path);
+        if self.store.lookup_hashed(path, h).is_some() {
             return Err(ErrorCode::NodeExists);
         }
         let owner = match kind {
@@ -181,44 +182,35 @@ impl Database {
             NodeKind::Container => CONTAINER_OWNER,
             NodeKind::Ttl(ttl) => ttl_owner(ttl).ok_or(ErrorCode::BadArguments)?,
         };
-        // Copy the payload so the tree never pins a whole network read buffer.
-        let data = data.as_ref().map(|d| Bytes::copy_from_slice(d));
+        if name.len() > MAX_NAME_LEN {
+            return Err(ErrorCode::BadArguments);
+        }
         let acl_id = self.acls.intern(acl);
         let node_acl = self.acls.get(acl_id).clone();
-        self.before_change(parent_path);
-        let Some(parent) = self.nodes.get_mut(parent_path) else {
-            self.acls.release(acl_id);
-            return Err(ErrorCode::NoNode);
-        };
+        self.before_change(parent);
+        let p = self.store.get_mut(parent);
         let new_cversion = if parent_cversion == -1 {
-            parent.cversion.wrapping_add(1)
+            p.cversion.wrapping_add(1)
         } else {
             parent_cversion
         };
-        if new_cversion > parent.cversion {
-            parent.cversion = new_cversion;
-            parent.pzxid = zxid;
+        if new_cversion > p.cversion {
+            p.cversion = new_cversion;
+            p.pzxid = zxid;
         }
-        parent.add_child(name);
-        let parent_acl = self.acls.get(parent.acl).clone();
-        let node = Node::new(zxid, time_ms, owner, acl_id, data);
-        let stat = node.stat(self.opts.extended_types_enabled);
-        self.insert_raw(path, node);
-        match EphemeralType::of(owner, self.opts.extended_types_enabled) {
-            EphemeralType::Void => {}
-            EphemeralType::Container => {
-                self.containers.insert(Box::from(path));
-            }
-            EphemeralType::Ttl => {
-                self.ttls.insert(Box::from(path));
-            }
-            EphemeralType::Normal => {
-                self.ephemerals
-                    .entry(owner)
-                    .or_default()
-                    .insert(Box::from(path));
-            }
-        }
+        let parent_acl = self.acls.get(p.acl).clone();
+        // The store copies the payload, so the tree never pins a network read buffer.
+        let id = self.insert_node(
+            path,
+            h,
+            parent,
+            zxid,
+            time_ms,
+            data.as_deref(),
+            owner,
+            acl_id,
+        );
+        let stat = self.store.stat(id, self.opts.extended_types_enabled);
         self.fire(
             Table::Data,
             path,
@@ -250,46 +242,45 @@ impl Database {
             return Err(ErrorCode::BadArguments);
         }
         let parent_path = parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        let Some(node) = self.nodes.get(path) else {
+        let h = self.store.hash(path);
+        let Some(id) = self.store.lookup_hashed(path, h) else {
             return Err(ErrorCode::NoNode);
         };
         // ZooKeeper would orphan the children; refusing keeps the tree consistent.
-        if node.num_children() > 0 {
+        if self.store.get(id).num_children() > 0 {
             return Err(ErrorCode::NotEmpty);
         }
+        let parent = self.store.get(id).parent;
         // Saving a pre-image of a node that then does not change is harmless.
-        self.before_change(parent_path);
-        self.before_change(path);
-        let Some(parent) = self.nodes.get_mut(parent_path) else {
-            return Err(ErrorCode::NoNode);
-        };
-        parent.remove_child(name_of(path));
-        if zxid > parent.pzxid {
-            parent.pzxid = zxid;
+        self.before_change(parent);
+        self.before_change(id);
+        let p = self.store.get_mut(parent);
+        if zxid > p.pzxid {
+            p.pzxid = zxid;
         }
-        let parent_acl_id = parent.acl;
-        let Some(node) = self.remove_raw(path) else {
-            return Err(ErrorCode::NoNode);
-        };
+        let parent_acl_id = p.acl;
+        let owner = self.store.owner(id);
+        let (node_acl_id, data_len) = (self.store.get(id).acl, self.store.data_len(id));
+        self.store.remove(id, h);
         self.data_size = self
             .data_size
-            .saturating_sub((path.len() + node.data_len()) as u64);
-        let node_acl = self.acls.get(node.acl).clone();
-        self.acls.release(node.acl);
+            .saturating_sub((path.len() + data_len) as u64);
+        let node_acl = self.acls.get(node_acl_id).clone();
+        self.acls.release(node_acl_id);
         let parent_acl = self.acls.get(parent_acl_id).clone();
-        match EphemeralType::of(node.ephemeral_owner, self.opts.extended_types_enabled) {
+        match EphemeralType::of(owner, self.opts.extended_types_enabled) {
             EphemeralType::Void => {}
             EphemeralType::Container => {
-                self.containers.remove(path);
+                self.containers.remove(&id);
             }
             EphemeralType::Ttl => {
-                self.ttls.remove(path);
+                self.ttls.remove(&id);
             }
             EphemeralType::Normal => {
-                if let Some(set) = self.ephemerals.get_mut(&node.ephemeral_owner) {
-                    set.remove(path);
+                if let Some(set) = self.ephemerals.get_mut(&owner) {
+                    set.remove(&id);
                     if set.is_empty() {
-                        self.ephemerals.remove(&node.ephemeral_owner);
+                        self.ephemerals.remove(&owner);
                     }
                 }
             }
@@ -334,18 +325,19 @@ impl Database {
         events: &mut Vec<WatchFired>,
     ) -> Result<Stat, ErrorCode> {
         let extended = self.opts.extended_types_enabled;
-        self.before_change(path);
-        let Some(node) = self.nodes.get_mut(path) else {
+        let Some(id) = self.id_of(path) else {
             return Err(ErrorCode::NoNode);
         };
-        let old_len = node.data_len() as u64;
-        node.data = data.as_ref().map(|d| Bytes::copy_from_slice(d));
+        self.before_change(id);
+        let old_len = self.store.data_len(id) as u64;
+        self.store.set_data(id, data.as_deref());
+        let node = self.store.get_mut(id);
         node.mtime = time_ms;
         node.mzxid = zxid;
         node.version = version;
-        let new_len = node.data_len() as u64;
-        let stat = node.stat(extended);
         let acl = self.acls.get(node.acl).clone();
+        let new_len = self.store.data_len(id) as u64;
+        let stat = self.store.stat(id, extended);
         self.data_size = self.data_size.saturating_sub(old_len) + new_len;
         self.fire(
             Table::Data,
@@ -361,27 +353,24 @@ impl Database {
 
     fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
         let extended = self.opts.extended_types_enabled;
-        let Some(old) = self.nodes.get(path).map(|n| n.acl) else {
+        let Some(id) = self.id_of(path) else {
             return Err(ErrorCode::NoNode);
         };
-        self.before_change(path);
+        self.before_change(id);
         let new = self.acls.intern(acl);
-        self.acls.release(old);
-        let Some(node) = self.nodes.get_mut(path) else {
-            return Err(ErrorCode::NoNode);
-        };
-        node.acl = new;
+        let node = self.store.get_mut(id);
+        let old = std::mem::replace(&mut node.acl, new);
         node.aversion = version;
-        Ok(node.stat(extended))
+        self.acls.release(old);
+        Ok(self.store.stat(id, extended))
     }
 
     /// Deletes every ephemeral of `session` (in path order, for determinism).
     fn kill_session(&mut self, session: i64, zxid: i64, events: &mut Vec<WatchFired>) {
-        let mut paths: Vec<Box<str>> = match self.ephemerals.get(&session) {
-            Some(set) => set.iter().cloned().collect(),
-            None => return,
-        };
-        paths.sort();
+        let paths = self.session_ephemerals(session);
+        if paths.is_empty() {
+            return;
+        }
         for p in paths {
             // Ephemerals have no children, so this only fails on a broken tree.
             let _ = self.delete_node(&p, zxid, events);

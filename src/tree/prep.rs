@@ -92,13 +92,14 @@ impl<'a> Overlay<'a> {
         if let Some((_, change)) = self.pending.and_then(|p| p.changes.get(path)) {
             return change.clone();
         }
-        let n = self.db.nodes.get(path)?;
+        let id = self.db.id_of(path)?;
+        let n = self.db.store.get(id);
         Some(View {
             acl: self.db.acls.get(n.acl).clone(),
             version: n.version,
             aversion: n.aversion,
             cversion: n.cversion,
-            owner: n.ephemeral_owner,
+            owner: self.db.store.owner(id),
             child_count: n.num_children() as i64,
         })
     }

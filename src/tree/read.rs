@@ -4,7 +4,7 @@
 //! `FinalRequestProcessor` and `DataTree`.
 
 use super::acl;
-use super::path::join;
+use super::node;
 use super::txn::WatchFired;
 use super::watch::mode;
 use super::{Database, RequestContext};
@@ -24,13 +24,17 @@ impl Database {
                 if path.contains('\0') {
                     return Err(ErrorCode::BadArguments);
                 }
-                if let Some(n) = self.nodes.get(path.as_str()) {
-                    acl::require(self.acls.get(n.acl), perms::READ, ctx.ids, ctx.is_super)?;
+                let id = self.id_of(path);
+                if let Some(id) = id {
+                    let acl = self.acls.get(self.store.get(id).acl);
+                    acl::require(acl, perms::READ, ctx.ids, ctx.is_super)?;
                 }
                 if *watch {
                     self.data_watches.add(path, ctx.session_id, mode::STANDARD);
                 }
-                self.stat(path).map(Response::Stat).ok_or(ErrorCode::NoNode)
+                let extended = self.opts.extended_types_enabled;
+                id.map(|id| Response::Stat(self.store.stat(id, extended)))
+                    .ok_or(ErrorCode::NoNode)
             }
             Request::GetData { path, watch } => {
                 let (data, stat) = self.get_data(ctx, path)?;
@@ -45,20 +49,21 @@ impl Database {
                 watch,
                 with_stat,
             } => {
-                let children = self.get_children(ctx, path)?;
+                let (id, children) = self.get_children(ctx, path)?;
                 if *watch {
                     self.child_watches.add(path, ctx.session_id, mode::STANDARD);
                 }
                 if *with_stat {
-                    let stat = self.stat(path).ok_or(ErrorCode::NoNode)?;
+                    let stat = self.store.stat(id, self.opts.extended_types_enabled);
                     Ok(Response::GetChildren2 { children, stat })
                 } else {
                     Ok(Response::GetChildren { children })
                 }
             }
             Request::GetAllChildrenNumber { path } => {
-                let n = self.nodes.get(path.as_str()).ok_or(ErrorCode::NoNode)?;
-                acl::require(self.acls.get(n.acl), perms::READ, ctx.ids, ctx.is_super)?;
+                let id = self.id_of(path).ok_or(ErrorCode::NoNode)?;
+                let acl = self.acls.get(self.store.get(id).acl);
+                acl::require(acl, perms::READ, ctx.ids, ctx.is_super)?;
                 Ok(Response::GetAllChildrenNumber {
                     total: self.descendant_count(path) as i32,
                 })
@@ -80,7 +85,7 @@ impl Database {
                 for op in ops {
                     let r = match op {
                         MultiOp::GetChildren { path } => match self.get_children(ctx, path) {
-                            Ok(children) => OpResult::GetChildren { children },
+                            Ok((_, children)) => OpResult::GetChildren { children },
                             Err(e) => OpResult::Error(e),
                         },
                         MultiOp::GetData { path } => match self.get_data(ctx, path) {
@@ -134,23 +139,31 @@ impl Database {
         ctx: &RequestContext,
         path: &str,
     ) -> Result<(Option<bytes::Bytes>, crate::jute::Stat), ErrorCode> {
-        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        acl::require(self.acls.get(n.acl), perms::READ, ctx.ids, ctx.is_super)?;
-        Ok((n.data.clone(), n.stat(self.opts.extended_types_enabled)))
+        let id = self.id_of(path).ok_or(ErrorCode::NoNode)?;
+        let acl = self.acls.get(self.store.get(id).acl);
+        acl::require(acl, perms::READ, ctx.ids, ctx.is_super)?;
+        let stat = self.store.stat(id, self.opts.extended_types_enabled);
+        Ok((self.store.data_bytes(id), stat))
     }
 
-    fn get_children(&self, ctx: &RequestContext, path: &str) -> Result<Vec<String>, ErrorCode> {
-        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        acl::require(self.acls.get(n.acl), perms::READ, ctx.ids, ctx.is_super)?;
-        Ok(n.child_names())
+    /// The node's id and its sorted child names.
+    fn get_children(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+    ) -> Result<(u32, Vec<String>), ErrorCode> {
+        let id = self.id_of(path).ok_or(ErrorCode::NoNode)?;
+        let acl = self.acls.get(self.store.get(id).acl);
+        acl::require(acl, perms::READ, ctx.ids, ctx.is_super)?;
+        Ok((id, self.store.child_names(id)))
     }
 
     /// getACL: READ or ADMIN suffices; without ADMIN, digest ids come back as "user:x".
     fn get_acl(&self, ctx: &RequestContext, path: &str) -> Result<Response, ErrorCode> {
-        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        let list = self.acls.get(n.acl);
+        let id = self.id_of(path).ok_or(ErrorCode::NoNode)?;
+        let list = self.acls.get(self.store.get(id).acl);
         acl::require(list, perms::READ | perms::ADMIN, ctx.ids, ctx.is_super)?;
-        let stat = n.stat(self.opts.extended_types_enabled);
+        let stat = self.store.stat(id, self.opts.extended_types_enabled);
         let admin = acl::check(list, perms::ADMIN, ctx.ids, ctx.is_super);
         let acl: Vec<Acl> = list
             .iter()
@@ -174,20 +187,17 @@ impl Database {
 
     /// Number of descendants of `path` (not counting itself).
     pub fn descendant_count(&self, path: &str) -> usize {
-        if path == "/" {
-            return self.nodes.len() - 1;
+        let Some(id) = self.id_of(path) else {
+            return 0;
+        };
+        if self.store.get(id).parent == node::NIL {
+            return self.store.len() - 1;
         }
         let mut count = 0;
-        let mut stack: Vec<String> = vec![path.to_string()];
+        let mut stack: Vec<u32> = vec![id];
         while let Some(p) = stack.pop() {
-            if let Some(n) = self.nodes.get(p.as_str()) {
-                if let Some(children) = &n.children {
-                    count += children.len();
-                    for c in children.iter() {
-                        stack.push(join(&p, c));
-                    }
-                }
-            }
+            count += self.store.get(p).num_children();
+            stack.extend(self.store.children(p));
         }
         count
     }
@@ -267,7 +277,7 @@ impl Database {
             });
         };
         for p in &sw.data {
-            match self.nodes.get(p.as_str()) {
+            match self.id_of(p).map(|id| self.store.get(id)) {
                 None => missed(event_type::NODE_DELETED, p),
                 Some(n) if n.mzxid > rel => missed(event_type::NODE_DATA_CHANGED, p),
                 Some(_) => {
@@ -276,14 +286,14 @@ impl Database {
             }
         }
         for p in &sw.exist {
-            if self.nodes.contains_key(p.as_str()) {
+            if self.id_of(p).is_some() {
                 missed(event_type::NODE_CREATED, p);
             } else {
                 self.data_watches.add(p, session_id, mode::STANDARD);
             }
         }
         for p in &sw.child {
-            match self.nodes.get(p.as_str()) {
+            match self.id_of(p).map(|id| self.store.get(id)) {
                 None => missed(event_type::NODE_DELETED, p),
                 Some(n) if n.pzxid > rel => missed(event_type::NODE_CHILDREN_CHANGED, p),
                 Some(_) => {

@@ -9,36 +9,21 @@
 //! after its zxid".
 //!
 //! It works copy-on-write, one node at a time:
-//! - Every node has a *slot*, an index into a side vector of paths (`Database::slots`). The
-//!   snapshot walks slots `0..end`, where `end` is the slot count at begin. While a snapshot
-//!   is in progress, new nodes always get fresh slots `>= end` (freed slots are not reused), so
-//!   the walk never meets them, and slot order does not move when other nodes come and go.
-//! - Before `apply` changes a node (its data, ACL, stat, or its child set, which covers
+//! - Every node has an *id*, its index in the store's slab (see `store.rs`). The snapshot
+//!   walks ids `0..end`, where `end` is the id count at begin. While a snapshot is in
+//!   progress, new nodes always get fresh ids `>= end` (freed ids are not reused), so the walk
+//!   never meets them, and id order does not move when other nodes come and go.
+//! - Before `apply` changes a node (its data, ACL, stat, or its child list, which covers
 //!   parents of created and deleted nodes) or deletes it, `Database::before_change` saves
-//!   the node's current state as a [`SnapNode`] if its slot is still ahead of the cursor and
+//!   the node's current state as a [`SnapNode`] if its id is still ahead of the cursor and
 //!   not saved yet. The walk emits the saved pre-image instead of the live node when it gets
 //!   there. Live nodes it meets unsaved have not changed since begin.
 //!
-//! Cost. When no snapshot runs: one `Option::is_some` test per node changed by `apply`, and
-//! per create/delete a write to the slot vector. Memory: 8 more bytes per hash-map bucket (the
-//! slot, padded), 16 bytes per node in the slot vector, and 16 bytes of `Arc` header per
-//! path (paths are shared between the map and the slot vector instead of copied). Lookups
-//! are untouched: the map still stores nodes inline. Begin is O(1); each chunk is O(chunk)
-//! (plus at most 16 empty slots per requested node); the extra memory during a snapshot is
-//! one pre-image per node changed ahead of the cursor.
-//!
-//! Alternatives measured on 1M nodes with random lookups (release build, one core): this
-//! layout 129 ns/lookup, the previous `HashMap<Box<str>, Node>` 129 ns, an index-map style
-//! slab (`HashTable<u32>` + `Vec<(path, Node)>`) 161 ns (one more cache miss per lookup), and a
-//! `BTreeMap` 1.3–1.8 µs. Walking a hashbrown table by bucket index was rejected: buckets
-//! move whenever the table grows or rehashes in place. A begin-time list of keys is an O(n)
-//! pause, which is what this design avoids.
-//!
-//! Measured on a 1M-node tree (release, a loaded 2-core machine, best of 4): 1M creates, 100k
-//! setData and 1M `stat` lookups take the same time as before slots existed (1.28 s vs
-//! 1.24 s, 70 ms vs 67 ms, 598 ms vs 597 ms: noise). `begin_snapshot` 1.5 µs;
-//! `snapshot_chunk(1000)` about 0.3–0.4 ms (median); a whole 1M image about 0.7 s of
-//! chunk work spread over the run; `digest` 0.26 s; restoring 1M nodes 2.3 s.
+//! Cost. When no snapshot runs: one `Option::is_some` test per node changed by `apply`.
+//! Begin is O(1); each chunk is O(chunk) (plus at most 16 free ids per requested node); the
+//! extra memory during a snapshot is one pre-image per node changed ahead of the cursor.
+//! A chunk builds each node's path from the names up its parent chain and copies small data
+//! out of the node (large data is shared).
 //!
 //! ACLs travel as `Arc<[Acl]>` per node (refcounted, no copy), so ACL-table slot reuse
 //! during the snapshot cannot confuse the image; writers can deduplicate by pointer. The
@@ -47,8 +32,10 @@
 //! # Restoring
 //!
 //! [`Database::restore_begin`] gives a [`Restorer`]; feed it every [`SnapNode`] in any order,
-//! then [`Restorer::finish`] links children, checks the structure and returns the tree. A
-//! malformed image is a [`TreeError`], never a panic.
+//! then [`Restorer::finish`] checks the structure and returns the tree. A node is linked
+//! under its parent as it arrives; the few that arrive before their parent (an id freed and
+//! reused for a deeper node) wait and are linked at `finish`, shallowest first. A malformed
+//! image is a [`TreeError`], never a panic.
 //!
 //! # Digest
 //!
@@ -65,8 +52,9 @@ use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 use super::acl::AclTable;
-use super::node::{EphemeralType, Node};
-use super::path::{name_of, parent_of};
+use super::node::{EphemeralType, MAX_NAME_LEN, NIL};
+use super::path::parent_of;
+use super::store::{Store, ROOT};
 use super::{Database, TreeOptions};
 use crate::jute::{Acl, Stat};
 
@@ -96,8 +84,8 @@ pub enum TreeError {
 /// One znode of a snapshot image: everything needed to restore it exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapNode {
-    /// Full path (shared with the tree it came from: no copy).
-    pub path: Arc<str>,
+    /// Full path.
+    pub path: String,
     pub data: Option<Bytes>,
     pub acl: Arc<[Acl]>,
     pub czxid: i64,
@@ -116,10 +104,11 @@ pub struct SnapNode {
 }
 
 impl SnapNode {
-    fn of(path: &Arc<str>, n: &Node, acls: &AclTable) -> SnapNode {
+    fn of(store: &Store, id: u32, acls: &AclTable) -> SnapNode {
+        let n = store.get(id);
         SnapNode {
-            path: path.clone(),
-            data: n.data.clone(),
+            path: store.path_of(id),
+            data: store.data_bytes(id),
             acl: acls.get(n.acl).clone(),
             czxid: n.czxid,
             mzxid: n.mzxid,
@@ -129,7 +118,7 @@ impl SnapNode {
             version: n.version,
             cversion: n.cversion,
             aversion: n.aversion,
-            ephemeral_owner: n.ephemeral_owner,
+            ephemeral_owner: store.owner(id),
             num_children: n.num_children() as i32,
         }
     }
@@ -161,7 +150,7 @@ impl SnapNode {
     /// This node's share of [`Database::digest`].
     pub fn digest(&self) -> u64 {
         node_digest(
-            &self.path,
+            self.path.as_bytes(),
             self.data.as_deref(),
             &self.acl,
             [
@@ -200,18 +189,18 @@ pub struct SnapshotChunk {
 #[derive(Debug, Clone)]
 pub(crate) struct SnapState {
     zxid: i64,
-    /// Next slot to visit.
+    /// Next id to visit.
     cursor: usize,
-    /// Slot count at begin: slots at or past it were never part of the image.
+    /// Id count at begin: ids at or past it were never part of the image.
     end: usize,
-    /// Pre-images of nodes changed or deleted since begin whose slot is `>= cursor`.
+    /// Pre-images of nodes changed or deleted since begin whose id is `>= cursor`.
     saved: HashMap<u32, SnapNode>,
     /// Nodes still to emit (the image's count minus those emitted).
     remaining: usize,
 }
 
-/// Empty slots a chunk may skip per node it is allowed to emit (bounds a chunk's work when
-/// the slot vector has holes).
+/// Free ids a chunk may skip per node it is allowed to emit (bounds a chunk's work when the
+/// slab has holes).
 const SKIP_PER_NODE: usize = 16;
 
 impl Database {
@@ -224,13 +213,13 @@ impl Database {
         self.snap = Some(Box::new(SnapState {
             zxid: self.last_zxid,
             cursor: 0,
-            end: self.slots.len(),
+            end: self.store.id_count(),
             saved: HashMap::new(),
-            remaining: self.nodes.len(),
+            remaining: self.store.len(),
         }));
         Ok(SnapshotHeader {
             zxid: self.last_zxid,
-            node_count: self.nodes.len(),
+            node_count: self.store.len(),
             options: self.opts,
         })
     }
@@ -262,15 +251,11 @@ impl Database {
             let slot = snap.cursor;
             snap.cursor += 1;
             budget -= 1;
-            let node = match snap.saved.remove(&(slot as u32)) {
+            let id = slot as u32;
+            let node = match snap.saved.remove(&id) {
                 Some(pre) => Some(pre),
-                None => match self.slots.get(slot) {
-                    Some(Some(path)) => self
-                        .nodes
-                        .get(&**path)
-                        .map(|n| SnapNode::of(path, n, &self.acls)),
-                    _ => None,
-                },
+                None if self.store.is_live(id) => Some(SnapNode::of(&self.store, id, &self.acls)),
+                None => None,
             };
             if let Some(n) = node {
                 nodes.push(n);
@@ -280,67 +265,70 @@ impl Database {
         Some(SnapshotChunk { nodes })
     }
 
-    /// Called by `apply` before it changes or deletes `path` (a parent counts as changed when
-    /// a child is created or deleted).
+    /// Called by `apply` before it changes or deletes node `id` (a parent counts as changed
+    /// when a child is created or deleted).
     #[inline]
-    pub(super) fn before_change(&mut self, path: &str) {
+    pub(super) fn before_change(&mut self, id: u32) {
         if self.snap.is_some() {
-            self.preserve(path);
+            self.preserve(id);
         }
     }
 
     #[inline(never)]
-    fn preserve(&mut self, path: &str) {
+    fn preserve(&mut self, id: u32) {
         let Some(snap) = self.snap.as_deref_mut() else {
             return;
         };
-        let Some((key, node)) = self.nodes.get_key_value(path) else {
-            return;
-        };
-        let slot = node.slot as usize;
-        if slot < snap.cursor || slot >= snap.end {
+        let slot = id as usize;
+        if slot < snap.cursor || slot >= snap.end || !self.store.is_live(id) {
             return;
         }
-        if let Entry::Vacant(v) = snap.saved.entry(node.slot) {
-            v.insert(SnapNode::of(key, node, &self.acls));
+        if let Entry::Vacant(v) = snap.saved.entry(id) {
+            v.insert(SnapNode::of(&self.store, id, &self.acls));
         }
     }
 
     /// Starts rebuilding a tree from a snapshot image taken at `zxid`.
     pub fn restore_begin(opts: TreeOptions, zxid: i64) -> Restorer {
-        let mut db = Database::empty(opts);
+        let mut db = Database::with_store(opts, Store::empty(), AclTable::default());
         db.last_zxid = zxid;
         Restorer {
             db,
             declared: Vec::new(),
+            deferred: Vec::new(),
+            last_parent: None,
         }
     }
 
     /// Order-independent hash of every node (path, data, stat, ACL). Two trees with equal
     /// digests hold the same nodes (up to 64-bit hash collisions). O(n).
     pub fn digest(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|(path, n)| {
-                node_digest(
-                    path,
-                    n.data.as_deref(),
-                    self.acls.get(n.acl),
-                    [
-                        n.czxid,
-                        n.mzxid,
-                        n.pzxid,
-                        n.ctime,
-                        n.mtime,
-                        n.version.into(),
-                        n.cversion.into(),
-                        n.aversion.into(),
-                        n.ephemeral_owner,
-                        n.num_children() as i64,
-                    ],
-                )
-            })
-            .fold(0u64, u64::wrapping_add)
+        let mut path = Vec::new();
+        let mut sum = 0u64;
+        for id in self.store.ids() {
+            let n = self.store.get(id);
+            path.clear();
+            self.store.write_path(id, &mut path);
+            let d = node_digest(
+                &path,
+                self.store.data(id),
+                self.acls.get(n.acl),
+                [
+                    n.czxid,
+                    n.mzxid,
+                    n.pzxid,
+                    n.ctime,
+                    n.mtime,
+                    n.version.into(),
+                    n.cversion.into(),
+                    n.aversion.into(),
+                    self.store.owner(id),
+                    n.num_children() as i64,
+                ],
+            );
+            sum = sum.wrapping_add(d);
+        }
+        sum
     }
 }
 
@@ -348,8 +336,12 @@ impl Database {
 #[derive(Debug)]
 pub struct Restorer {
     db: Database,
-    /// Declared child count, by slot.
+    /// Declared child count, by node id.
     declared: Vec<i32>,
+    /// Nodes that came before their parent; linked in `finish`, parents first.
+    deferred: Vec<SnapNode>,
+    /// The parent (path, id) of the node added last.
+    last_parent: Option<(String, u32)>,
 }
 
 impl Restorer {
@@ -357,8 +349,11 @@ impl Restorer {
     /// after the snapshot's. Data is copied so the tree never pins a reader's buffer.
     pub fn add(&mut self, n: SnapNode) -> Result<(), TreeError> {
         let path: &str = &n.path;
-        let well_formed =
-            path == "/" || (path.starts_with('/') && path[1..].split('/').all(|c| !c.is_empty()));
+        let well_formed = path == "/"
+            || (path.starts_with('/')
+                && path[1..]
+                    .split('/')
+                    .all(|c| !c.is_empty() && c.len() <= MAX_NAME_LEN));
         if !well_formed {
             return Err(TreeError::BadPath(path.to_string()));
         }
@@ -366,36 +361,72 @@ impl Restorer {
         if n.czxid > zxid || n.mzxid > zxid || n.pzxid > zxid {
             return Err(TreeError::FutureZxid(path.to_string()));
         }
-        if self.db.nodes.contains_key(path) {
+        if path == "/" {
+            if self.db.store.id_count() > 0 {
+                return Err(TreeError::Duplicate(path.to_string()));
+            }
+            return self.insert(&n, NIL);
+        }
+        let Some(parent_path) = parent_of(path) else {
+            return Err(TreeError::BadPath(path.to_string()));
+        };
+        // Siblings usually come one after another (ids are handed out in creation order):
+        // the previous node's parent saves a lookup.
+        let parent = match &self.last_parent {
+            Some((p, id)) if p == parent_path && self.db.store.is_live(*id) => Some(*id),
+            _ => self.db.id_of(parent_path),
+        };
+        match parent {
+            Some(parent) => {
+                if !matches!(&self.last_parent, Some((p, _)) if p == parent_path) {
+                    self.last_parent = Some((parent_path.to_string(), parent));
+                }
+                self.insert(&n, parent)
+            }
+            None => {
+                self.deferred.push(n);
+                Ok(())
+            }
+        }
+    }
+
+    /// Inserts `n` under `parent` (NIL: `n` is the root).
+    fn insert(&mut self, n: &SnapNode, parent: u32) -> Result<(), TreeError> {
+        let path: &str = &n.path;
+        let db = &mut self.db;
+        let h = db.store.hash(path);
+        if parent != NIL && db.store.lookup_hashed(path, h).is_some() {
             return Err(TreeError::Duplicate(path.to_string()));
         }
-        let acl = self.db.acls.intern(&n.acl);
-        let data = n.data.as_ref().map(|d| Bytes::copy_from_slice(d));
-        let mut node = Node::new(n.czxid, n.ctime, n.ephemeral_owner, acl, data);
+        let acl = db.acls.intern(&n.acl);
+        let id = if parent == NIL {
+            let reserved = db.store.capacity();
+            db.store = Store::new(n.data.as_deref(), acl);
+            db.store.reserve(reserved);
+            db.data_size += (path.len() + n.data.as_ref().map_or(0, |d| d.len())) as u64;
+            ROOT
+        } else {
+            db.insert_node(
+                path,
+                h,
+                parent,
+                n.czxid,
+                n.ctime,
+                n.data.as_deref(),
+                n.ephemeral_owner,
+                acl,
+            )
+        };
+        let node = db.store.get_mut(id);
+        node.czxid = n.czxid;
+        node.ctime = n.ctime;
         node.mzxid = n.mzxid;
         node.pzxid = n.pzxid;
         node.mtime = n.mtime;
         node.version = n.version;
         node.cversion = n.cversion;
         node.aversion = n.aversion;
-        let db = &mut self.db;
-        match EphemeralType::of(n.ephemeral_owner, db.opts.extended_types_enabled) {
-            EphemeralType::Void => {}
-            EphemeralType::Container => {
-                db.containers.insert(Box::from(path));
-            }
-            EphemeralType::Ttl => {
-                db.ttls.insert(Box::from(path));
-            }
-            EphemeralType::Normal => {
-                db.ephemerals
-                    .entry(n.ephemeral_owner)
-                    .or_default()
-                    .insert(Box::from(path));
-            }
-        }
-        db.insert_key(n.path.clone(), node);
-        let slot = db.slots.len().saturating_sub(1);
+        let slot = id as usize;
         if self.declared.len() <= slot {
             self.declared.resize(slot + 1, 0);
         }
@@ -403,41 +434,45 @@ impl Restorer {
         Ok(())
     }
 
+    /// Makes room for `additional` more nodes up front (e.g. the count an image declares), so
+    /// that the index is not rebuilt as it grows.
+    pub fn reserve(&mut self, additional: usize) {
+        self.db.store.reserve(additional);
+        self.declared.reserve(additional);
+    }
+
     /// Nodes added so far (compare with [`SnapshotHeader::node_count`]).
     pub fn len(&self) -> usize {
-        self.db.nodes.len()
+        self.db.store.len() + self.deferred.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.db.nodes.is_empty()
+        self.len() == 0
     }
 
-    /// Links every node to its parent and checks the structure: a root, no orphans, and
-    /// every node's declared child count matches.
-    pub fn finish(self) -> Result<Database, TreeError> {
-        let mut db = self.db;
-        if !db.nodes.contains_key("/") {
+    /// Links the nodes that came before their parents, checks the structure (a root, no
+    /// orphans, every node's declared child count matches) and returns the tree.
+    pub fn finish(mut self) -> Result<Database, TreeError> {
+        if self.db.store.id_count() == 0 {
             return Err(TreeError::NoRoot);
         }
-        let Database { nodes, slots, .. } = &mut db;
-        for path in slots.iter().flatten() {
-            if &**path == "/" {
-                continue;
-            }
-            let parent = parent_of(path).and_then(|p| nodes.get_mut(p));
-            match parent {
-                Some(p) => {
-                    p.add_child(name_of(path));
-                }
-                None => return Err(TreeError::Orphan(path.to_string())),
+        let mut deferred = std::mem::take(&mut self.deferred);
+        // A parent has fewer components than its children: in this order every parent comes
+        // before its children.
+        deferred.sort_by_key(|n| n.path.bytes().filter(|&b| b == b'/').count());
+        for n in deferred {
+            match parent_of(&n.path).and_then(|p| self.db.id_of(p)) {
+                Some(parent) => self.insert(&n, parent)?,
+                None => return Err(TreeError::Orphan(n.path)),
             }
         }
-        for (path, n) in nodes.iter() {
-            let declared = self.declared.get(n.slot as usize).copied().unwrap_or(-1);
-            let actual = n.num_children() as i32;
+        let db = self.db;
+        for id in db.store.ids() {
+            let declared = self.declared.get(id as usize).copied().unwrap_or(-1);
+            let actual = db.store.get(id).num_children() as i32;
             if declared != actual {
                 return Err(TreeError::ChildCount {
-                    path: path.to_string(),
+                    path: db.store.path_of(id),
                     declared,
                     actual,
                 });
@@ -482,9 +517,9 @@ impl Fold {
     }
 }
 
-fn node_digest(path: &str, data: Option<&[u8]>, acl: &[Acl], fields: [i64; 10]) -> u64 {
+fn node_digest(path: &[u8], data: Option<&[u8]>, acl: &[Acl], fields: [i64; 10]) -> u64 {
     let mut h = Fold(0x5a4b_3c2d_1e0f_0102);
-    h.bytes(path.as_bytes());
+    h.bytes(path);
     match data {
         None => h.word(0),
         Some(d) => {

@@ -402,7 +402,7 @@ fn digest_sees_every_field() {
     let sum = |v: &[SnapNode]| v.iter().map(SnapNode::digest).fold(0, u64::wrapping_add);
     assert_eq!(sum(&image), base);
     let tweaks: Vec<Tweak> = vec![
-        Box::new(|n| n.path = Arc::from("/zz")),
+        Box::new(|n| n.path = "/zz".into()),
         Box::new(|n| n.data = None),
         Box::new(|n| n.data = Some(Bytes::from_static(b"y"))),
         Box::new(|n| n.acl = Arc::from(Acl::read_unsafe())),
@@ -466,7 +466,7 @@ fn restore_rejects_inconsistent_images() {
         TreeError::ChildCount { .. }
     ));
     for bad in ["a", "", "/a/", "/a//b", "//"] {
-        let v = edited("/a/b/c", &|n| n.path = Arc::from(bad));
+        let v = edited("/a/b/c", &|n| n.path = bad.into());
         assert_eq!(
             restore(&header, v).unwrap_err(),
             TreeError::BadPath(bad.into()),

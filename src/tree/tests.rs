@@ -294,7 +294,7 @@ fn sequence_numbers_count_creations_and_cversion_counts_changes() {
     );
     assert_eq!(h.stat("/q").cversion, 4);
     // Negative stored cversion after overflow is formatted like Java's %010d.
-    h.db.nodes.get_mut("/q").unwrap().cversion = -5;
+    h.db.node_mut("/q").unwrap().cversion = -5;
     assert_eq!(
         h.created_path(S1, "/q/n-", create_flags::PERSISTENT_SEQUENTIAL),
         "/q/n--000000005"
@@ -370,7 +370,7 @@ fn set_data_versions() {
         ErrorCode::BadArguments
     );
     // The version after i32::MAX skips -1 (which would mean "any").
-    h.db.nodes.get_mut("/a").unwrap().version = -2;
+    h.db.node_mut("/a").unwrap().version = -2;
     assert_eq!(
         h.prep(S1, &set_data("/a", b"x", -2)).unwrap(),
         TxnBody::SetData {
@@ -1565,7 +1565,7 @@ fn same_txns_give_same_tree() {
                 (
                     n.path.to_string(),
                     n.stat,
-                    n.data.cloned(),
+                    n.data.clone(),
                     n.acl.to_vec(),
                     n.stored_cversion,
                 )
@@ -1645,4 +1645,86 @@ fn pipelined_prep_sees_unapplied_writes() {
         vec!["e", "s0000000000", "s0000000001", "zookeeper"]
     );
     assert_eq!(h.stat("/e").ephemeral_owner, 0);
+}
+
+/// Not a test: the longest single `apply` while 2.5M creates grow the tree through several
+/// index resizes, next to the same inserts into a map shaped like the previous layout (a
+/// `HashMap<Arc<str>, 112-byte node>`). Run with
+/// `cargo test --release --lib create_stalls -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn create_stalls() {
+    use std::time::{Duration, Instant};
+    const N: usize = 2_500_000;
+    SKIP_DEBUG_CHECK.with(|c| c.set(true));
+    let mut db = Database::new(TreeOptions::default());
+    let value = Bytes::from(vec![b'v'; 100]);
+    let txn = |db: &mut Database, zxid: i64, body: TxnBody| {
+        db.apply(&Txn {
+            session_id: S1,
+            cxid: 0,
+            zxid,
+            time_ms: zxid,
+            body,
+        })
+    };
+    txn(
+        &mut db,
+        1,
+        TxnBody::Create {
+            path: "/bench".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            kind: NodeKind::Persistent,
+            parent_cversion: -1,
+            op: OpCode::Create,
+        },
+    );
+    let report = |what: &str, times: &mut Vec<Duration>, total: Duration| {
+        times.sort_unstable();
+        let top: Vec<String> = times
+            .iter()
+            .rev()
+            .take(5)
+            .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+            .collect();
+        println!(
+            "{what}: {N} inserts in {:.2} s; p99.99 {:.1} us; longest (ms): {}",
+            total.as_secs_f64(),
+            times[times.len() * 9999 / 10000].as_secs_f64() * 1e6,
+            top.join(", ")
+        );
+    };
+    let mut times = Vec::with_capacity(N);
+    let start = Instant::now();
+    for i in 0..N {
+        let body = TxnBody::Create {
+            path: format!("/bench/node-{i:08}"),
+            data: Some(value.clone()),
+            acl: Acl::open_unsafe(),
+            kind: NodeKind::Persistent,
+            parent_cversion: -1,
+            op: OpCode::Create,
+        };
+        let t = Instant::now();
+        let out = txn(&mut db, 2 + i as i64, body);
+        times.push(t.elapsed());
+        assert_eq!(out.result.err(), ErrorCode::Ok);
+    }
+    report("apply(create), this layout", &mut times, start.elapsed());
+    drop(db);
+    let mut old: hashbrown::HashMap<Arc<str>, [u64; 14]> = hashbrown::HashMap::new();
+    let mut times = Vec::with_capacity(N);
+    let start = Instant::now();
+    for i in 0..N {
+        let key: Arc<str> = Arc::from(format!("/bench/node-{i:08}"));
+        let t = Instant::now();
+        old.insert(key, [i as u64; 14]);
+        times.push(t.elapsed());
+    }
+    report(
+        "HashMap<Arc<str>, 112 B> insert",
+        &mut times,
+        start.elapsed(),
+    );
 }

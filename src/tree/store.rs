@@ -1,0 +1,508 @@
+//! Where znodes live: a slab of fixed-size [`Node`] records addressed by a 32-bit id, and a
+//! path index over it.
+//!
+//! # Layout, and why
+//!
+//! Memory per znode is what this layout is for (issue #5: at most a third of Apache
+//! ZooKeeper's ~780 bytes of RSS per 100-byte znode). A node costs:
+//! - its 96-byte record in `nodes` (stat fields, links, lengths; see [`Node`]);
+//! - one heap block holding its name and its data (no path: the path is the names up the
+//!   parent chain, so a long common prefix is stored once, by the ancestors);
+//! - one 8-byte entry (id, 32-bit path hash) plus a control byte in the index, a hashbrown
+//!   `HashTable` kept between 7/16 and 7/8 full.
+//!
+//! The index is keyed by a hash of the full path, so a lookup is one probe; a candidate is
+//! confirmed by comparing the path's components with the names up the parent chain, from
+//! the leaf (the ancestors it walks through are few and hot in cache). Entries carry their
+//! hash, so growing the table never touches the records (a rehash of 2M entries reads 16 MB
+//! sequentially instead of following 2M pointers).
+//!
+//! Ids are stable for a node's lifetime and freed ids are reused, except while a snapshot is
+//! in progress (the caller decides: see `insert`'s `reuse` flag), which is what gives the
+//! background snapshot its stable iteration order (see `snapshot.rs`).
+//!
+//! The previous layout (a `HashMap<Arc<str>, Node>` with a 112-byte node inline in each
+//! bucket, a `HashSet<Box<str>>` of child names per parent, the data as `Bytes` and a slot
+//! vector of shared paths) used about 530–560 bytes per such znode.
+
+use bytes::Bytes;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::hash::BuildHasher;
+
+use super::node::{DataRepr, Node, LARGE_DATA, NIL};
+use crate::jute::Stat;
+
+/// The id of the root node, which `Store::new` creates and nothing removes.
+pub const ROOT: u32 = 0;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Records by id; freed ids hold a `Node::free()` record.
+    nodes: Vec<Node>,
+    /// (id, path hash) of every live node.
+    index: HashTable<(u32, u32)>,
+    /// Freed ids, reused (when the caller allows) before `nodes` grows.
+    free: Vec<u32>,
+    hasher: DefaultHashBuilder,
+    /// Raw ephemeralOwner of the nodes that have one (`Node::has_owner`).
+    owners: HashMap<u32, i64>,
+    /// Data of the nodes whose data is longer than `LARGE_DATA` (`Node::is_large`).
+    large: HashMap<u32, Bytes>,
+}
+
+/// Spreads a 32-bit hash over the 64 bits hashbrown looks at: it takes the bucket from the
+/// low bits and a 7-bit tag from the top ones.
+#[inline]
+fn wide(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+impl Store {
+    /// A store holding only the root ("/", empty name), with `data`, ACL `acl`.
+    pub fn new(data: Option<&[u8]>, acl: u32) -> Store {
+        let mut s = Store {
+            nodes: Vec::new(),
+            index: HashTable::new(),
+            free: Vec::new(),
+            hasher: DefaultHashBuilder::default(),
+            owners: HashMap::new(),
+            large: HashMap::new(),
+        };
+        let root = Node::new(0, 0, "", None, false, false, acl);
+        s.nodes.push(root);
+        let h = s.hash("/");
+        s.index.insert_unique(wide(h), (ROOT, h), |&(_, h)| wide(h));
+        s.set_data(ROOT, data);
+        s
+    }
+
+    /// A store without any node, not even the root: the start of a restore. The root must be
+    /// inserted first (`insert_root`).
+    pub fn empty() -> Store {
+        Store {
+            nodes: Vec::new(),
+            index: HashTable::new(),
+            free: Vec::new(),
+            hasher: DefaultHashBuilder::default(),
+            owners: HashMap::new(),
+            large: HashMap::new(),
+        }
+    }
+
+    #[inline]
+    pub fn hash(&self, path: &str) -> u32 {
+        self.hasher.hash_one(path) as u32
+    }
+
+    /// Number of live nodes.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Ids handed out so far (live or free): live ids are below this.
+    pub fn id_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Nodes the index holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.index.capacity()
+    }
+
+    /// Makes room for `additional` more nodes without growing the index or the slab.
+    pub fn reserve(&mut self, additional: usize) {
+        self.index.reserve(additional, |&(_, h)| wide(h));
+        self.nodes.reserve(additional);
+    }
+
+    pub fn is_live(&self, id: u32) -> bool {
+        self.nodes.get(id as usize).is_some_and(|n| !n.is_free())
+    }
+
+    /// The live node `id`. Callers only pass ids they got from this store.
+    #[inline]
+    pub fn get(&self, id: u32) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, id: u32) -> &mut Node {
+        &mut self.nodes[id as usize]
+    }
+
+    /// The id of the node at `path`, if any.
+    pub fn lookup(&self, path: &str) -> Option<u32> {
+        self.lookup_hashed(path, self.hash(path))
+    }
+
+    /// [`Store::lookup`] with the path's hash already computed.
+    pub fn lookup_hashed(&self, path: &str, h: u32) -> Option<u32> {
+        self.index
+            .find(wide(h), |&(id, eh)| eh == h && self.path_is(id, path))
+            .map(|&(id, _)| id)
+    }
+
+    /// Whether `id`'s path is `path`: the names up the parent chain, compared from the leaf.
+    fn path_is(&self, mut id: u32, path: &str) -> bool {
+        let mut rest = path.as_bytes();
+        loop {
+            let n = &self.nodes[id as usize];
+            if n.parent == NIL {
+                return rest == b"/";
+            }
+            let name = n.name();
+            if rest.len() <= name.len() || !rest.ends_with(name) {
+                return false;
+            }
+            let cut = rest.len() - name.len() - 1;
+            if rest[cut] != b'/' {
+                return false;
+            }
+            rest = &rest[..cut];
+            if rest.is_empty() {
+                // A top-level node: its parent must be the root.
+                return self.nodes[n.parent as usize].parent == NIL;
+            }
+            id = n.parent;
+        }
+    }
+
+    /// Appends the path of `id` to `out`.
+    pub fn write_path(&self, id: u32, out: &mut Vec<u8>) {
+        let mut chain: Vec<u32> = Vec::new();
+        let mut cur = id;
+        while let Some(n) = self.nodes.get(cur as usize) {
+            if n.parent == NIL {
+                break;
+            }
+            chain.push(cur);
+            cur = n.parent;
+        }
+        if chain.is_empty() {
+            out.push(b'/');
+        }
+        for &c in chain.iter().rev() {
+            out.push(b'/');
+            out.extend_from_slice(self.nodes[c as usize].name());
+        }
+    }
+
+    /// The path of `id`.
+    pub fn path_of(&self, id: u32) -> String {
+        let mut v = Vec::new();
+        self.write_path(id, &mut v);
+        utf8(v)
+    }
+
+    /// The name of `id` as a string.
+    pub fn name_of(&self, id: u32) -> String {
+        String::from_utf8_lossy(self.get(id).name()).into_owned()
+    }
+
+    /// Ids of the children of `id`, in no particular order.
+    pub fn children(&self, id: u32) -> Children<'_> {
+        Children {
+            store: self,
+            next: self.get(id).first_child,
+        }
+    }
+
+    /// Sorted child names of `id`.
+    pub fn child_names(&self, id: u32) -> Vec<String> {
+        let mut v: Vec<String> = self.children(id).map(|c| self.name_of(c)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Inserts a new node at `path` (hash `h`, not in the store: the caller checked) under
+    /// `parent`, taking its name from `path`. Reuses a freed id if `reuse`, else appends.
+    /// Returns the new id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        path: &str,
+        h: u32,
+        parent: u32,
+        zxid: i64,
+        time_ms: i64,
+        data: Option<&[u8]>,
+        owner: i64,
+        acl: u32,
+        reuse: bool,
+    ) -> u32 {
+        let name = super::path::name_of(path);
+        let large = data.is_some_and(|d| d.len() > LARGE_DATA);
+        let mut node = Node::new(zxid, time_ms, name, data, large, owner != 0, acl);
+        node.parent = parent;
+        let id = match if reuse { self.free.pop() } else { None } {
+            Some(id) => {
+                self.nodes[id as usize] = node;
+                id
+            }
+            None => {
+                // More than 4 billion znodes do not fit in memory long before this.
+                let id = u32::try_from(self.nodes.len()).unwrap_or(NIL - 1);
+                self.nodes.push(node);
+                id
+            }
+        };
+        if large {
+            if let Some(d) = data {
+                self.large.insert(id, Bytes::copy_from_slice(d));
+            }
+        }
+        if owner != 0 {
+            self.owners.insert(id, owner);
+        }
+        // Link at the head of the parent's child list.
+        let first = self.nodes[parent as usize].first_child;
+        if first != NIL {
+            self.nodes[first as usize].prev = id;
+        }
+        self.nodes[id as usize].next = first;
+        let p = &mut self.nodes[parent as usize];
+        p.first_child = id;
+        p.num_children += 1;
+        self.index
+            .insert_unique(wide(h), (id, h), |&(_, h)| wide(h));
+        id
+    }
+
+    /// Removes the childless node `id` (path hash `h`) and frees its id.
+    pub fn remove(&mut self, id: u32, h: u32) {
+        if let Ok(e) = self.index.find_entry(wide(h), |&(i, _)| i == id) {
+            e.remove();
+        }
+        let n = std::mem::replace(&mut self.nodes[id as usize], Node::free());
+        if n.parent != NIL {
+            if n.prev != NIL {
+                self.nodes[n.prev as usize].next = n.next;
+            } else {
+                self.nodes[n.parent as usize].first_child = n.next;
+            }
+            if n.next != NIL {
+                self.nodes[n.next as usize].prev = n.prev;
+            }
+            let p = &mut self.nodes[n.parent as usize];
+            p.num_children = p.num_children.saturating_sub(1);
+        }
+        if n.has_owner() {
+            self.owners.remove(&id);
+        }
+        if n.is_large() {
+            self.large.remove(&id);
+        }
+        self.free.push(id);
+    }
+
+    /// Raw ephemeralOwner of `id` (0 for a plain persistent node).
+    pub fn owner(&self, id: u32) -> i64 {
+        if self.get(id).has_owner() {
+            self.owners.get(&id).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// `id`'s data, borrowed.
+    pub fn data(&self, id: u32) -> Option<&[u8]> {
+        match self.get(id).data_repr() {
+            DataRepr::Null => None,
+            DataRepr::Inline(d) => Some(d),
+            DataRepr::Large => Some(self.large.get(&id).map_or(&[][..], |b| &b[..])),
+        }
+    }
+
+    /// `id`'s data as `Bytes`: a copy of small data, a shared handle to large data.
+    pub fn data_bytes(&self, id: u32) -> Option<Bytes> {
+        match self.get(id).data_repr() {
+            DataRepr::Null => None,
+            DataRepr::Inline(d) => Some(Bytes::copy_from_slice(d)),
+            DataRepr::Large => Some(self.large.get(&id).cloned().unwrap_or_default()),
+        }
+    }
+
+    pub fn data_len(&self, id: u32) -> usize {
+        self.data(id).map_or(0, <[u8]>::len)
+    }
+
+    /// Replaces `id`'s data (copied: the store never pins a caller's buffer).
+    pub fn set_data(&mut self, id: u32, data: Option<&[u8]>) {
+        let large = data.is_some_and(|d| d.len() > LARGE_DATA);
+        if self.get(id).is_large() {
+            self.large.remove(&id);
+        }
+        self.get_mut(id).set_data(data, large);
+        if large {
+            if let Some(d) = data {
+                self.large.insert(id, Bytes::copy_from_slice(d));
+            }
+        }
+    }
+
+    /// The Stat clients see.
+    pub fn stat(&self, id: u32, extended: bool) -> Stat {
+        self.get(id)
+            .stat(self.owner(id), self.data_len(id), extended)
+    }
+
+    /// Every live id, in id order.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.is_free())
+            .map(|(i, _)| i as u32)
+    }
+
+    /// Structural self-check (tests and debug builds): links, counts, index, side tables.
+    pub fn check(&self) -> Result<(), String> {
+        let live = self.ids().count();
+        if live != self.index.len() {
+            return Err(format!("{live} live nodes, {} indexed", self.index.len()));
+        }
+        if live + self.free.len() != self.nodes.len() {
+            return Err(format!(
+                "{live} live + {} free of {} ids",
+                self.free.len(),
+                self.nodes.len()
+            ));
+        }
+        for &(id, h) in self.index.iter() {
+            let path = self.path_of(id);
+            if self.hash(&path) != h || self.lookup(&path) != Some(id) {
+                return Err(format!("{path}: index entry does not find it"));
+            }
+        }
+        let (mut owners, mut large) = (0, 0);
+        for id in self.ids() {
+            let n = self.get(id);
+            let mut count = 0;
+            let mut prev = NIL;
+            for c in self.children(id) {
+                let child = self.get(c);
+                if child.parent != id || child.prev != prev || child.is_free() {
+                    return Err(format!("{}: child list broken", self.path_of(id)));
+                }
+                prev = c;
+                count += 1;
+            }
+            if count != n.num_children {
+                return Err(format!("{}: child count", self.path_of(id)));
+            }
+            if n.parent == NIL && id != ROOT {
+                return Err(format!("node {id} has no parent"));
+            }
+            if n.has_owner() {
+                owners += 1;
+                if !self.owners.contains_key(&id) {
+                    return Err(format!("{}: owner missing", self.path_of(id)));
+                }
+            }
+            if n.is_large() {
+                large += 1;
+                if !self.large.contains_key(&id) {
+                    return Err(format!("{}: data missing", self.path_of(id)));
+                }
+            }
+        }
+        if owners != self.owners.len() || large != self.large.len() {
+            return Err("stale side-table entries".into());
+        }
+        Ok(())
+    }
+}
+
+/// Iterator over a node's children.
+pub struct Children<'a> {
+    store: &'a Store,
+    next: u32,
+}
+
+impl Iterator for Children<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.next == NIL {
+            return None;
+        }
+        let id = self.next;
+        self.next = self.store.get(id).next;
+        Some(id)
+    }
+}
+
+/// Paths are built from names that came in as `str`, so this never needs the lossy branch.
+fn utf8(v: Vec<u8>) -> String {
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(s: &mut Store, path: &str, data: &[u8]) -> u32 {
+        let parent = s
+            .lookup(super::super::path::parent_of(path).unwrap())
+            .unwrap();
+        let h = s.hash(path);
+        s.insert(path, h, parent, 1, 1, Some(data), 0, 0, true)
+    }
+
+    #[test]
+    fn paths_resolve_through_the_parent_chain() {
+        let mut s = Store::new(Some(b""), 0);
+        let a = add(&mut s, "/a", b"1");
+        let ab = add(&mut s, "/a/b", b"2");
+        let b = add(&mut s, "/b", b"3");
+        assert_eq!(s.lookup("/"), Some(ROOT));
+        assert_eq!(s.lookup("/a"), Some(a));
+        assert_eq!(s.lookup("/a/b"), Some(ab));
+        assert_eq!(s.lookup("/b"), Some(b));
+        for missing in [
+            "", "a", "/a/", "//a", "/b/b", "/a/b/c", "/ab", "a/b", "/x/a/b",
+        ] {
+            assert_eq!(s.lookup(missing), None, "{missing}");
+        }
+        assert_eq!(s.path_of(ab), "/a/b");
+        assert_eq!(s.path_of(ROOT), "/");
+        assert_eq!(s.child_names(ROOT), ["a", "b"]);
+        assert_eq!(s.data(ab), Some(&b"2"[..]));
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn removal_unlinks_and_ids_are_reused() {
+        let mut s = Store::new(None, 0);
+        let ids: Vec<u32> = (0..5)
+            .map(|i| add(&mut s, &format!("/n{i}"), b"x"))
+            .collect();
+        for &i in &[ids[2], ids[0], ids[4]] {
+            let p = s.path_of(i);
+            s.remove(i, s.hash(&p));
+            s.check().unwrap();
+        }
+        assert_eq!(s.child_names(ROOT), ["n1", "n3"]);
+        assert_eq!(s.get(ROOT).num_children(), 2);
+        let again = add(&mut s, "/z", b"");
+        assert!(ids.contains(&again), "a freed id is reused");
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn large_data_is_shared_not_copied() {
+        let mut s = Store::new(None, 0);
+        let big = vec![7u8; LARGE_DATA + 1];
+        let id = add(&mut s, "/big", &big);
+        let a = s.data_bytes(id).unwrap();
+        let b = s.data_bytes(id).unwrap();
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert_eq!(s.data_len(id), LARGE_DATA + 1);
+        s.set_data(id, Some(b"small"));
+        assert_eq!(s.data(id), Some(&b"small"[..]));
+        s.check().unwrap();
+        s.set_data(id, Some(&big));
+        s.remove(id, s.hash("/big"));
+        s.check().unwrap();
+    }
+}
