@@ -354,14 +354,14 @@ fn ratio(row: &[Option<Value>]) -> Option<String> {
 pub fn draw(input: &ChartInput, width: u32) -> Canvas {
     let g = Grid::from_input(input);
     let n_servers = g.servers.len().max(1) as i64;
-    let bar_h: i64 = 18;
+    let bar_h: i64 = 20;
     let row_gap: i64 = 16;
     let row_h = n_servers * bar_h + row_gap;
     let margin: i64 = 24;
     let title_h: i64 = if input.subtitle.is_empty() { 48 } else { 72 };
     let legend_h: i64 = 36;
     let panel_title_h: i64 = 32;
-    let axis_h: i64 = 28;
+    let axis_h: i64 = 36;
     let plot_h = g.workloads.len() as i64 * row_h;
     let height = margin + title_h + legend_h + panel_title_h + plot_h + axis_h + margin;
     let mut c = Canvas::new(width, height.clamp(100, 20_000) as u32);
@@ -395,7 +395,7 @@ pub fn draw(input: &ChartInput, width: u32) -> Canvas {
         .unwrap_or(0)
         + 12;
     let ratio_w = if g.servers.len() == 2 { 80 } else { 0 };
-    let value_room: i64 = 88;
+    let value_room: i64 = 120;
     let top = margin + title_h + legend_h + panel_title_h;
     for (p, setup) in g.setups.iter().enumerate() {
         let px = margin + p as i64 * (panel_w + panel_gap);
@@ -418,7 +418,7 @@ pub fn draw(input: &ChartInput, width: u32) -> Canvas {
         while t <= axis_max * 1.0001 {
             let x = x_of(t);
             c.rect(x, top - 4, 1, plot_h + 8, GRID);
-            c.text_center(x, top + plot_h + 10, &si(t), 1, MUTED);
+            c.text_center(x, top + plot_h + 10, &si(t), 2, MUTED);
             t += step;
         }
         c.rect(x0, top - 4, 2, plot_h + 8, INK);
@@ -443,9 +443,9 @@ pub fn draw(input: &ChartInput, width: u32) -> Canvas {
                         if v.aborted {
                             label.push_str(" (aborted)");
                         }
-                        c.text(end + 6, by + (bar_h - 8) / 2, &label, 1, INK);
+                        c.text(end + 6, by + (bar_h - 16) / 2, &label, 2, INK);
                     }
-                    None => c.text(x0 + 8, by + (bar_h - 8) / 2, "failed", 1, FAILED),
+                    None => c.text(x0 + 8, by + (bar_h - 16) / 2, "failed", 2, FAILED),
                 }
             }
             if ratio_w > 0 {
