@@ -19,7 +19,8 @@
 #   CLIENTS=16 IN_FLIGHT=8 VALUE_SIZE=100 KEYS=10000   the load (corral bench options)
 #   BENCH_THREADS=1   threads of the load generator
 #   WORKLOADS="create get set mixed exists get-children multi sessions watch"
-#   SETUPS="standalone ensemble"      which setups to run
+#   SETUPS="standalone ensemble"      which setups to run (may be empty)
+#   STARTS=3          start-ups measured per setup and server (the median is reported)
 #   SERVERS="corral zookeeper"        which servers to run
 #   DATASET=1         run part 3 (0: skip)
 #   ZNODES=1000000*   znodes of part 3 (QUICK: 100000)
@@ -53,8 +54,9 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 KEYS=${KEYS:-10000}
 BENCH_THREADS=${BENCH_THREADS:-1}
 WORKLOADS=${WORKLOADS:-"create get set mixed exists get-children multi sessions watch"}
-SETUPS=${SETUPS:-"standalone ensemble"}
+SETUPS=${SETUPS-"standalone ensemble"}
 SERVERS=${SERVERS:-"corral zookeeper"}
+STARTS=${STARTS:-3}
 DATASET=${DATASET:-1}
 ZNODES=${ZNODES:-$def_znodes}
 SETTLE=${SETTLE:-2}
@@ -65,7 +67,7 @@ OUT=${OUT:-$here/BENCHMARKS.md}
 KEEP_WORK=${KEEP_WORK:-0}
 
 die() { echo "compare: $*" >&2; exit 1; }
-for v in DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS BENCH_THREADS ZNODES SETTLE SERVE_TIMEOUT; do
+for v in DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS BENCH_THREADS STARTS ZNODES SETTLE SERVE_TIMEOUT; do
   case "${!v}" in '' | *[!0-9]*) die "$v must be a whole number, not '${!v}'" ;; esac
 done
 command -v python3 >/dev/null || die "python3 is needed"
@@ -178,12 +180,12 @@ cur_pids=() cur_ports=() cur_logs=()
 launch() { # server cfg log: start one member; appends to cur_pids
   local server=$1 cfg=$2 log=$3 p
   case "$server" in
-    corral) "$bin" server "$cfg" >"$log" 2>&1 & p=$! ;;
+    corral) "$bin" server "$cfg" >>"$log" 2>&1 & p=$! ;;
     zookeeper)
       # shellcheck disable=SC2086 # ZK_JVM_FLAGS is a list of options
       java $ZK_JVM_FLAGS -Dzookeeper.admin.enableServer=false \
         -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
-        -cp "$zk_cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg" >"$log" 2>&1 &
+        -cp "$zk_cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg" >>"$log" 2>&1 &
       p=$! ;;
   esac
   all_pids+=("$p")
@@ -312,17 +314,28 @@ run_workloads() { # setup server
 }
 
 bench_setup() { # setup server
-  local setup=$1 server=$2 key=$1.$2 dir=$work/$1-$2 before after
+  local setup=$1 server=$2 key=$1.$2 dir=$work/$1-$2 before after i serve='' all=''
   echo "== $setup: $(label "$server")"
-  if ! start "$setup" "$server" "$dir"; then
-    metric "$key.failed" "did not start"
-    stop_all
-    return 0
-  fi
+  # STARTS start-ups on fresh data directories; the last one stays up for the load.
+  for ((i = 1; i <= STARTS || i == 1; i++)); do
+    rm -rf "$dir"
+    if ! start "$setup" "$server" "$dir"; then
+      metric "$key.failed" "did not start"
+      stop_all
+      return 0
+    fi
+    serve+=" $SERVE_MS" all+=" $ALL_MS"
+    if [ "$i" -lt "$STARTS" ]; then stop_all; fi
+  done
+  serve=${serve# } all=${all# }
   srvr "${cur_ports[0]}" && [ -n "$VERSION" ] && metric "$server.version" "$VERSION"
-  echo "  serving after $SERVE_MS ms (all members: $ALL_MS ms)"
-  metric "$key.startup_ms" "$SERVE_MS"
-  metric "$key.startup_all_ms" "$ALL_MS"
+  if [ "$setup" = ensemble ]; then
+    echo "  a leader serves after ${serve// /, } ms; all members after ${all// /, } ms"
+  else
+    echo "  serving after ${serve// /, } ms"
+  fi
+  metric "$key.startup_ms" "$serve"
+  metric "$key.startup_all_ms" "$all"
   sleep "$SETTLE"
   before=$(rss_kb "${cur_pids[@]}")
   metric "$key.rss_idle_kb" "$before"
@@ -336,7 +349,7 @@ bench_setup() { # setup server
 
 # ---- the data set ---------------------------------------------------------------------------
 dataset() { # server
-  local server=$1 key=data.$1 dir=$work/data-$1 base nodes target rate=20000 dur_ms t0 t1 n0 loaded
+  local server=$1 key=data.$1 dir=$work/data-$1 base nodes target rate=20000 dur_ms t0 t1 n0 loaded first
   echo "== data set: $(label "$server") with $ZNODES znodes"
   if ! start standalone "$server" "$dir"; then metric "$key.failed" "did not start"; stop_all; return 0; fi
   metric "$key.startup_ms" "$SERVE_MS"
@@ -347,10 +360,13 @@ dataset() { # server
   target=$((base + ZNODES))
   nodes=$base
   now; t0=$NOW
+  first=1
   while [ "$nodes" -lt "$target" ]; do
-    # Aim at the remaining count at the rate seen so far, so the last chunk overshoots little.
-    dur_ms=$(( (target - nodes) * 1000 / rate ))
-    [ "$dur_ms" -lt 200 ] && dur_ms=200
+    # A short probe, then chunks aimed at 90 % of the remainder at the rate seen so far
+    # (bench set-up included), so that the last chunk overshoots little.
+    dur_ms=$(( (target - nodes) * 900 / rate ))
+    [ "$first" = 1 ] && dur_ms=250 first=0
+    [ "$dur_ms" -lt 100 ] && dur_ms=100
     [ "$dur_ms" -gt 10000 ] && dur_ms=10000
     n0=$nodes; now; t1=$NOW
     "$bin" bench --server "127.0.0.1:${cur_ports[0]}" --workload create --clients 16 --in-flight 16 \
@@ -430,11 +446,16 @@ def report(setup, server, w):
     except (OSError, ValueError):
         return None
 
-def num(key):
+def samples(key):
     try:
-        return float(m[key])
+        return [float(x) for x in m[key].split()]
     except (KeyError, ValueError):
-        return None
+        return []
+
+def num(key):
+    """The value of a metric; the median of several samples."""
+    xs = sorted(samples(key))
+    return xs[len(xs) // 2] if xs else None
 
 def n(v, digits=0):
     return "–" if v is None else f"{v:,.{digits}f}"
@@ -532,16 +553,20 @@ for setup in setups:
     def mrow(name, key, fmt, unit=""):
         vals = [num(f"{setup}.{s}.{key}") for s in servers]
         row = [name] + [fmt(v) + (unit if v is not None else "") for v in vals]
+        for i, s in enumerate(servers):
+            xs = samples(f"{setup}.{s}.{key}")
+            if len(xs) > 1:
+                row[i + 1] += " (" + ", ".join(n(x, 1) for x in xs) + ")"
         if both:
             row.append(ratio(vals[0], vals[1]))
         L.append("| " + " | ".join(row) + " |")
     if setup == "ensemble":
-        mrow("start-up to serving (until a leader serves)", "startup_ms", lambda v: n(v, 1), " ms")
+        mrow("start-up to serving (until a leader serves), median (runs)", "startup_ms", lambda v: n(v, 1), " ms")
         mrow("start-up until all three members serve", "startup_all_ms", lambda v: n(v, 1), " ms")
         mrow("RSS idle before the load (three processes)", "rss_idle_kb", mib)
         mrow("RSS idle after the load (three processes)", "rss_after_kb", mib)
     else:
-        mrow("start-up to serving", "startup_ms", lambda v: n(v, 1), " ms")
+        mrow("start-up to serving, median (runs)", "startup_ms", lambda v: n(v, 1), " ms")
         mrow("RSS idle before the load", "rss_idle_kb", mib)
         mrow("RSS idle after the load", "rss_after_kb", mib)
     L.append("")

@@ -152,8 +152,7 @@ impl Grid {
             });
             cells.push((p, w, s, v));
         }
-        g.values =
-            vec![vec![vec![None; g.servers.len()]; g.workloads.len()]; g.setups.len()];
+        g.values = vec![vec![vec![None; g.servers.len()]; g.workloads.len()]; g.setups.len()];
         for (p, w, s, v) in cells {
             g.values[p][w][s] = v;
         }
@@ -234,6 +233,9 @@ impl Canvas {
         let x1 = (x + w).clamp(0, self.width as i64) as usize;
         let y0 = y.clamp(0, self.height as i64) as usize;
         let y1 = (y + h).clamp(0, self.height as i64) as usize;
+        if x1 <= x0 || y1 <= y0 {
+            return;
+        }
         for row in y0..y1 {
             let start = (row * self.width as usize + x0) * 3;
             let end = (row * self.width as usize + x1) * 3;
@@ -320,12 +322,13 @@ fn si(v: f64) -> String {
     }
 }
 
-/// Axis step and maximum: a 1, 2, 2.5 or 5 times a power of ten, about five steps.
-fn axis(max: f64) -> (f64, f64) {
+/// Axis step and maximum: 1, 2, 2.5 or 5 times a power of ten, at most `steps` steps.
+fn axis(max: f64, steps: u32) -> (f64, f64) {
+    let steps = f64::from(steps.max(1));
     if max <= 0.0 || !max.is_finite() {
-        return (1.0, 5.0);
+        return (1.0, steps);
     }
-    let raw = max / 5.0;
+    let raw = max / steps;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
@@ -401,7 +404,13 @@ pub fn draw(input: &ChartInput, width: u32) -> Canvas {
         let px = margin + p as i64 * (panel_w + panel_gap);
         let x0 = px + label_w;
         let bars_w = (panel_w - label_w - ratio_w - value_room).max(40);
-        c.text(px, top - panel_title_h + 4, &format!("{setup} (ops/s)"), 2, INK);
+        c.text(
+            px,
+            top - panel_title_h + 4,
+            &format!("{setup} (ops/s)"),
+            2,
+            INK,
+        );
         if ratio_w > 0 {
             c.text_right(px + panel_w, top - panel_title_h + 4, "ratio", 2, MUTED);
         }
@@ -411,7 +420,8 @@ pub fn draw(input: &ChartInput, width: u32) -> Canvas {
             .flatten()
             .map(|v| v.ops_per_sec)
             .fold(0.0, f64::max);
-        let (step, axis_max) = axis(max);
+        // Tick labels are up to five characters (80 px) wide.
+        let (step, axis_max) = axis(max, (bars_w / 110).clamp(2, 8) as u32);
         let x_of = |v: f64| x0 + ((v / axis_max) * bars_w as f64).round() as i64;
         // Grid lines and tick labels.
         let mut t = 0.0;
@@ -426,19 +436,19 @@ pub fn draw(input: &ChartInput, width: u32) -> Canvas {
         for (w, workload) in g.workloads.iter().enumerate() {
             let ry = top + w as i64 * row_h + row_gap / 2;
             let row = &g.values[p][w];
-            c.text_right(
-                x0 - 12,
-                ry + (n_servers * bar_h) / 2 - 8,
-                workload,
-                2,
-                INK,
-            );
+            c.text_right(x0 - 12, ry + (n_servers * bar_h) / 2 - 8, workload, 2, INK);
             for (s, v) in row.iter().enumerate() {
                 let by = ry + s as i64 * bar_h;
                 match v {
                     Some(v) => {
                         let end = x_of(v.ops_per_sec);
-                        c.rect(x0 + 2, by + 1, end - x0 - 2, bar_h - 2, SERIES[s % SERIES.len()]);
+                        c.rect(
+                            x0 + 2,
+                            by + 1,
+                            end - x0 - 2,
+                            bar_h - 2,
+                            SERIES[s % SERIES.len()],
+                        );
                         let mut label = si(v.ops_per_sec);
                         if v.aborted {
                             label.push_str(" (aborted)");
@@ -469,6 +479,7 @@ mod tests {
                   {"setup": "standalone", "server": "Corral", "report": {"workload": "get", "ops_per_sec": 700000.0, "aborted": null, "extra": 1}},
                   {"setup": "standalone", "server": "ZooKeeper", "workload": "get", "report": {"workload": "get", "ops_per_sec": 140000.0}},
                   {"setup": "standalone", "server": "Corral", "workload": "set", "report": null},
+                  {"setup": "ensemble", "server": "Corral", "workload": "get", "report": {"workload": "get", "ops_per_sec": 0.0}},
                   {"setup": "ensemble", "server": "ZooKeeper", "workload": "set", "report": {"workload": "set", "ops_per_sec": 9000.5, "aborted": "stall"}}
                 ]}"#,
         )
@@ -504,8 +515,14 @@ mod tests {
         assert_eq!(si(2_000_000.0), "2M");
         let row = |a: f64, b: f64| {
             [
-                Some(Value { ops_per_sec: a, aborted: false }),
-                Some(Value { ops_per_sec: b, aborted: false }),
+                Some(Value {
+                    ops_per_sec: a,
+                    aborted: false,
+                }),
+                Some(Value {
+                    ops_per_sec: b,
+                    aborted: false,
+                }),
             ]
         };
         assert_eq!(ratio(&row(300.0, 100.0)).as_deref(), Some("3.0x"));
@@ -516,10 +533,11 @@ mod tests {
 
     #[test]
     fn axis_steps_are_round() {
-        assert_eq!(axis(735_961.0), (200_000.0, 800_000.0));
-        assert_eq!(axis(100.0), (20.0, 100.0));
-        assert_eq!(axis(11.0), (2.5, 12.5));
-        assert_eq!(axis(0.0), (1.0, 5.0));
+        assert_eq!(axis(735_961.0, 5), (200_000.0, 800_000.0));
+        assert_eq!(axis(735_961.0, 3), (250_000.0, 750_000.0));
+        assert_eq!(axis(100.0, 5), (20.0, 100.0));
+        assert_eq!(axis(11.0, 5), (2.5, 12.5));
+        assert_eq!(axis(0.0, 5), (1.0, 5.0));
     }
 
     #[test]
@@ -527,9 +545,7 @@ mod tests {
         let c = draw(&input(), 1000);
         assert_eq!(c.width, 1000);
         // Some pixels carry each series colour.
-        let has = |col: Rgb| {
-            (0..c.height).any(|y| (0..c.width).any(|x| c.pixel(x, y) == col))
-        };
+        let has = |col: Rgb| (0..c.height).any(|y| (0..c.width).any(|x| c.pixel(x, y) == col));
         assert!(has(SERIES[0]) && has(SERIES[1]) && has(FAILED));
         let png = c.encode_png().unwrap();
         assert_eq!(&png[1..4], b"PNG");

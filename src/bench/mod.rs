@@ -1048,6 +1048,31 @@ mod tests {
     }
 
     #[test]
+    fn chart_is_a_subcommand() {
+        let a = Cli::parse_from(["bench", "chart", "--input", "r.json", "--output", "c.png"]).bench;
+        match a.tool {
+            Some(BenchTool::Chart(c)) => {
+                assert_eq!(c.input, std::path::PathBuf::from("r.json"));
+                assert_eq!(c.output, std::path::PathBuf::from("c.png"));
+                assert_eq!(c.width, 1600);
+            }
+            None => panic!("chart not parsed"),
+        }
+        assert!(Cli::parse_from(["bench"]).bench.tool.is_none());
+        assert!(Cli::try_parse_from([
+            "bench",
+            "--workload",
+            "set",
+            "chart",
+            "--input",
+            "r.json",
+            "--output",
+            "c.png",
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn paths_are_dealt_round_robin() {
         let d = deal((0..5).map(|i| i.to_string()).collect(), 2);
         assert_eq!(d, vec![vec!["0", "2", "4"], vec!["1", "3"]]);
