@@ -142,12 +142,16 @@ srvr() {
   local line
   { exec {fd}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
   if { printf srvr >&"$fd"; } 2>/dev/null; then
-    while IFS= read -r -t 5 -u "$fd" line || [ -n "$line" ]; do
+    # Stop at the line that ends what is needed rather than waiting for EOF: ZooKeeper 3.8
+    # sometimes fails to close a four-letter-word connection accepted before its database is
+    # up (NullPointerException in the close), which would leave the read waiting.
+    while IFS= read -r -t 2 -u "$fd" line || [ -n "$line" ]; do
       line=${line%$'\r'}
       case "$line" in
         "Mode: "*) MODE=${line#Mode: } ;;
-        "Node count: "*) NODES=${line#Node count: } ;;
+        "Node count: "*) NODES=${line#Node count: }; break ;;
         "Zookeeper version: "*) VERSION=${line#Zookeeper version: }; VERSION=${VERSION%%[,-]*} ;;
+        *"not currently serving"*) break ;;
       esac
       line=
     done
@@ -184,7 +188,7 @@ launch() { # server cfg log: start one member; appends to cur_pids
     zookeeper)
       # shellcheck disable=SC2086 # ZK_JVM_FLAGS is a list of options
       java $ZK_JVM_FLAGS -Dzookeeper.admin.enableServer=false \
-        -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
+        -Dorg.slf4j.simpleLogger.defaultLogLevel=info -Dorg.slf4j.simpleLogger.showDateTime=true \
         -cp "$zk_cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg" >>"$log" 2>&1 &
       p=$! ;;
   esac
@@ -314,11 +318,11 @@ run_workloads() { # setup server
 }
 
 bench_setup() { # setup server
-  local setup=$1 server=$2 key=$1.$2 dir=$work/$1-$2 before after i serve='' all=''
+  local setup=$1 server=$2 key=$1.$2 dir before after i serve='' all=''
   echo "== $setup: $(label "$server")"
   # STARTS start-ups on fresh data directories; the last one stays up for the load.
   for ((i = 1; i <= STARTS || i == 1; i++)); do
-    rm -rf "$dir"
+    dir=$work/$setup-$server/start$i
     if ! start "$setup" "$server" "$dir"; then
       metric "$key.failed" "did not start"
       stop_all
@@ -349,10 +353,11 @@ bench_setup() { # setup server
 
 # ---- the data set ---------------------------------------------------------------------------
 dataset() { # server
-  local server=$1 key=data.$1 dir=$work/data-$1 base nodes target rate=20000 dur_ms t0 t1 n0 loaded first
+  local server=$1 key=data.$1 dir=$work/data-$1 base nodes target rate=20000 dur_ms prev t0 t1 n0 loaded first
   echo "== data set: $(label "$server") with $ZNODES znodes"
   if ! start standalone "$server" "$dir"; then metric "$key.failed" "did not start"; stop_all; return 0; fi
   metric "$key.startup_ms" "$SERVE_MS"
+  srvr "${cur_ports[0]}" && [ -n "$VERSION" ] && metric "$server.version" "$VERSION"
   sleep "$SETTLE"
   metric "$key.rss_idle_kb" "$(rss_kb "${cur_pids[@]}")"
   srvr "${cur_ports[0]}" || true
@@ -362,12 +367,18 @@ dataset() { # server
   now; t0=$NOW
   first=1
   while [ "$nodes" -lt "$target" ]; do
-    # A short probe, then chunks aimed at 90 % of the remainder at the rate seen so far
-    # (bench set-up included), so that the last chunk overshoots little.
-    dur_ms=$(( (target - nodes) * 900 / rate ))
-    [ "$first" = 1 ] && dur_ms=250 first=0
-    [ "$dur_ms" -lt 100 ] && dur_ms=100
-    [ "$dur_ms" -gt 10000 ] && dur_ms=10000
+    # A short probe, then chunks aimed at 70 % of the remainder at the rate seen in the last
+    # one, each at most twice as long as the one before (a JVM speeds up as it warms) and at
+    # most 5 s, so that the last chunk overshoots little.
+    if [ "$first" = 1 ]; then
+      dur_ms=250 first=0
+    else
+      prev=$dur_ms
+      dur_ms=$(( (target - nodes) * 700 / rate ))
+      [ "$dur_ms" -gt $((2 * prev)) ] && dur_ms=$((2 * prev))
+      [ "$dur_ms" -gt 5000 ] && dur_ms=5000
+      [ "$dur_ms" -lt 100 ] && dur_ms=100
+    fi
     n0=$nodes; now; t1=$NOW
     "$bin" bench --server "127.0.0.1:${cur_ports[0]}" --workload create --clients 16 --in-flight 16 \
       --value-size "$VALUE_SIZE" --duration "${dur_ms}ms" --warmup 0s --keep >/dev/null 2>&1 || true
@@ -385,13 +396,20 @@ dataset() { # server
   echo "  $((nodes - base)) znodes loaded in $((loaded / 1000)) s; RSS $(( $(rss_kb "${cur_pids[@]}") / 1024 )) MiB"
   stop_all
   metric "$key.disk_kb" "$(du -sk "$dir/1" | cut -f1)"
-  if ! start standalone "$server" "$dir"; then metric "$key.failed" "did not restart"; stop_all; return 0; fi
+  # STARTS restarts on that data; RSS after the last one.
+  local restarts='' i
+  for ((i = 1; i <= STARTS || i == 1; i++)); do
+    if ! start standalone "$server" "$dir"; then metric "$key.failed" "did not restart"; stop_all; return 0; fi
+    restarts+=" $SERVE_MS"
+    if [ "$i" -lt "$STARTS" ]; then stop_all; fi
+  done
+  restarts=${restarts# }
   srvr "${cur_ports[0]}" || true
-  metric "$key.restart_ms" "$SERVE_MS"
+  metric "$key.restart_ms" "$restarts"
   metric "$key.restart_nodes" "${NODES:-0}"
   sleep "$SETTLE"
   metric "$key.rss_restart_kb" "$(rss_kb "${cur_pids[@]}")"
-  echo "  restart to serving $SERVE_MS ms (${NODES:-?} znodes); RSS $(( $(rss_kb "${cur_pids[@]}") / 1024 )) MiB"
+  echo "  restart to serving ${restarts// /, } ms (${NODES:-?} znodes); RSS $(( $(rss_kb "${cur_pids[@]}") / 1024 )) MiB"
   stop_all
 }
 
@@ -415,7 +433,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 mem_gib=$(awk '/^MemTotal:/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
 rev=$(git -C "$here" describe --always --dirty 2>/dev/null || echo unknown)
 java_v=$( { java -version 2>&1 || true; } | head -n 1)
-export QUICK DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET ZK_JVM_FLAGS
+export QUICK DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET ZK_JVM_FLAGS STARTS
 export started elapsed_s fs_type cpu mem_gib rev java_v
 cores=$(nproc) kernel=$(uname -r) servers_run="${servers[*]}"
 export cores kernel servers_run
@@ -575,8 +593,9 @@ if env["DATASET"] == "1":
     zn = int(env["ZNODES"])
     L.append(f"## Memory and restart with {zn:,} znodes (standalone)\n")
     L.append(f"A fresh server of each kind is loaded with {zn:,} znodes of {env['VALUE_SIZE']} bytes "
-             "(`corral bench --workload create --keep`, 16 clients × 16 in flight), idles "
-             "for a moment, is stopped with SIGTERM and started again on the same data directory.\n")
+             "(`corral bench --workload create --keep`, 16 clients × 16 in flight, in chunks until "
+             "`srvr` counts enough), idles for a moment, is stopped with SIGTERM and started again on "
+             f"the same data directory, {env['STARTS']} times.\n")
     for s in servers:
         why = m.get(f"data.{s}.failed")
         if why:
@@ -601,7 +620,12 @@ if env["DATASET"] == "1":
         per.append((a - b) * 1024 / z if None not in (a, b, z) and z else None)
     drow("RSS per znode (growth / znodes)", per, lambda v: n(v) + " B" if v is not None else "–")
     drow("data directory on disk", g("disk_kb"), mib)
-    drow("restart to serving", g("restart_ms"), lambda v: n(v, 1) + " ms" if v is not None else "–")
+    restart = g("restart_ms")
+    drow("restart to serving, median (runs)", restart, lambda v: n(v, 1) + " ms" if v is not None else "–")
+    for i, s in enumerate(servers):
+        xs = samples(f"data.{s}.restart_ms")
+        if len(xs) > 1:
+            L[-1] = L[-1].replace(f"{n(restart[i], 1)} ms", f"{n(restart[i], 1)} ms (" + ", ".join(n(x, 1) for x in xs) + ")", 1)
     drow("znodes after restart (srvr)", g("restart_nodes"), n, r=False)
     drow("RSS after restart", g("rss_restart_kb"), mib)
     L.append("")
