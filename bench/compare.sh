@@ -10,7 +10,7 @@
 # It writes the raw `corral bench --json` reports and the measurements to bench/results/,
 # BENCHMARKS.md at the repository root, and bench/results/throughput.png (`corral bench chart`).
 #
-#   bench/compare.sh                  full run (~25-30 minutes on 2 cores)
+#   bench/compare.sh                  full run (about 20 minutes on 2 cores)
 #   QUICK=1 bench/compare.sh          quick run (a few minutes): 3 s per workload, 100,000 znodes
 #
 # Settings (environment; QUICK=1 changes the defaults marked *):
@@ -30,6 +30,7 @@
 #   CORRAL_BIN        the corral binary (default target/release/corral, built if missing)
 #   RESULTS=bench/results  OUT=BENCHMARKS.md   where results go
 #   KEEP_WORK=0       1: keep the scratch directory (configs, data, server logs) and print it
+#   REPORT_ONLY=0     1: measure nothing; rewrite BENCHMARKS.md and the chart from RESULTS
 #
 # Equivalent settings on both sides: tickTime=2000, initLimit=10, syncLimit=5,
 # maxClientCnxns=0, every four-letter word allowed, durable writes (ZooKeeper's default
@@ -65,6 +66,7 @@ ZK_JVM_FLAGS=${ZK_JVM_FLAGS:-}
 RESULTS=${RESULTS:-$here/bench/results}
 OUT=${OUT:-$here/BENCHMARKS.md}
 KEEP_WORK=${KEEP_WORK:-0}
+REPORT_ONLY=${REPORT_ONLY:-0}
 
 die() { echo "compare: $*" >&2; exit 1; }
 for v in DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS BENCH_THREADS STARTS ZNODES SETTLE SERVE_TIMEOUT; do
@@ -115,10 +117,17 @@ exec {tick_fd}<>"$work/.tick"
 nap() { read -r -t "$1" -u "$tick_fd" _ || true; }
 now() { NOW=${EPOCHREALTIME/[.,]/}; } # microseconds, in NOW (no fork)
 
+# The revision measured, before this run rewrites tracked result files.
+# shellcheck disable=SC2034 # read through ${!v} below
+rev=$(git -C "$here" describe --always --dirty 2>/dev/null || echo unknown)
 mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*.json "$RESULTS"/metrics.tsv "$RESULTS"/throughput.png
 metrics=$RESULTS/metrics.tsv
-: >"$metrics"
+if [ "$REPORT_ONLY" = 1 ]; then
+  [ -f "$metrics" ] || die "REPORT_ONLY=1 but $metrics does not exist"
+else
+  rm -f "$RESULTS"/*.json "$metrics" "$RESULTS"/throughput.png
+  : >"$metrics"
+fi
 metric() { printf '%s\t%s\n' "$1" "$2" >>"$metrics"; }
 
 free_ports() { # N -> N distinct free ports on 127.0.0.1, one per line
@@ -414,45 +423,52 @@ dataset() { # server
 }
 
 # ---- the run --------------------------------------------------------------------------------
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
-now; run_t0=$NOW
-echo "results: $RESULTS; scratch: $work"
-echo "load: $CLIENTS clients x $IN_FLIGHT in flight, $VALUE_SIZE-byte values, $KEYS keys, ${DURATION}s per workload after ${WARMUP}s warm-up"
-for setup in $SETUPS; do
-  case "$setup" in standalone | ensemble) ;; *) die "unknown setup '$setup' in SETUPS" ;; esac
-  for server in "${servers[@]}"; do bench_setup "$setup" "$server"; done
-done
-if [ "$DATASET" = 1 ]; then
-  for server in "${servers[@]}"; do dataset "$server"; done
+if [ "$REPORT_ONLY" != 1 ]; then
+  # shellcheck disable=SC2034 # read through ${!v} below
+  started=$(date -u '+%Y-%m-%d %H:%M UTC')
+  now; run_t0=$NOW
+  echo "results: $RESULTS; scratch: $work"
+  echo "load: $CLIENTS clients x $IN_FLIGHT in flight, $VALUE_SIZE-byte values, $KEYS keys, ${DURATION}s per workload after ${WARMUP}s warm-up"
+  for setup in $SETUPS; do
+    case "$setup" in standalone | ensemble) ;; *) die "unknown setup '$setup' in SETUPS" ;; esac
+    for server in "${servers[@]}"; do bench_setup "$setup" "$server"; done
+  done
+  if [ "$DATASET" = 1 ]; then
+    for server in "${servers[@]}"; do dataset "$server"; done
+  fi
+  now; elapsed_s=$(( (NOW - run_t0) / 1000000 ))
+  # What the report needs besides the measurements, kept with them so REPORT_ONLY=1 works.
+  # shellcheck disable=SC2034 # read through ${!v} below
+  {
+    fs_type=$(df -PT "$work" | awk 'NR == 2 {print $2}')
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+    mem_gib=$(awk '/^MemTotal:/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
+    java_v=$( { java -version 2>&1 || true; } | head -n 1)
+    cores=$(nproc) kernel=$(uname -r) servers_run="${servers[*]}"
+  }
+  for v in QUICK DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET \
+    ZK_JVM_FLAGS STARTS SETTLE started elapsed_s fs_type cpu mem_gib rev java_v cores kernel servers_run; do
+    metric "env.$v" "${!v}"
+  done
 fi
-now; elapsed_s=$(( (NOW - run_t0) / 1000000 ))
 
 # ---- the report -----------------------------------------------------------------------------
-fs_type=$(df -PT "$work" | awk 'NR == 2 {print $2}')
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-mem_gib=$(awk '/^MemTotal:/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
-rev=$(git -C "$here" describe --always --dirty 2>/dev/null || echo unknown)
-java_v=$( { java -version 2>&1 || true; } | head -n 1)
-export QUICK DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET ZK_JVM_FLAGS STARTS
-export started elapsed_s fs_type cpu mem_gib rev java_v
-cores=$(nproc) kernel=$(uname -r) servers_run="${servers[*]}"
-export cores kernel servers_run
 python3 - "$RESULTS" "$OUT" "$here" <<'PY'
 import json, os, sys
 
 results, out, root = sys.argv[1], sys.argv[2], sys.argv[3]
-env = os.environ
-quick = env["QUICK"] == "1"
-workloads = env["WORKLOADS"].split()
-setups = env["SETUPS"].split()
-servers = env["servers_run"].split()
-label = {"corral": "Corral", "zookeeper": "ZooKeeper"}
 
 m = {}
 with open(os.path.join(results, "metrics.tsv")) as f:
     for line in f:
         k, _, v = line.rstrip("\n").partition("\t")
         m[k] = v
+env = {k[4:]: v for k, v in m.items() if k.startswith("env.")}
+quick = env["QUICK"] == "1"
+workloads = env["WORKLOADS"].split()
+setups = env["SETUPS"].split()
+servers = env["servers_run"].split()
+label = {"corral": "Corral", "zookeeper": "ZooKeeper"}
 zk_version = m.get("zookeeper.version", "3.8")
 if "zookeeper" in servers:
     label["zookeeper"] = f"ZooKeeper {zk_version}"
@@ -515,6 +531,14 @@ L.append(f"Load: `corral bench`, {env['CLIENTS']} clients × {env['IN_FLIGHT']} 
          "Against an ensemble the clients are spread over all three members. Both servers make "
          "writes durable (fsync) before acknowledging them. Ratios are Corral / ZooKeeper: above 1 "
          "is better for throughput, below 1 is better for latency, memory and time.\n")
+L.append("How things are measured: start-up (and restart) to serving is from starting the "
+         "process(es) until the four-letter word `srvr` reports a `Mode` (for an ensemble: until a "
+         "member reports `Mode: leader`), polled every 2 ms; each is measured "
+         f"{env['STARTS']} times (start-ups on fresh data, restarts on the loaded data set) and the "
+         "median is shown with every run in brackets. "
+         "RSS is `VmRSS` from `/proc`, summed over the three processes of an ensemble, read "
+         f"{env['SETTLE']} s after the server started serving (idle before the load) and "
+         f"{env['SETTLE']} s after the last workload (idle after the load).\n")
 L.append("![Throughput per workload, Corral and ZooKeeper](bench/results/throughput.png)\n")
 
 names = {"standalone": "Standalone", "ensemble": "3-node ensemble on 127.0.0.1"}
@@ -632,6 +656,8 @@ if env["DATASET"] == "1":
 
 if both:
     L.append("## Targets (issue #5)\n")
+    if quick:
+        L.append("From a QUICK run on a busy machine: not a verdict.\n")
     L.append("| target | measured | met |")
     L.append("| --- | --- | --- |")
     def verdict(ok):
@@ -670,7 +696,7 @@ if both:
     L.append("")
 
 L.append("## Reproducing\n")
-L.append("```sh\nbench/compare.sh             # full run, ~25-30 minutes on 2 cores\n"
+L.append("```sh\nbench/compare.sh             # full run, about 20 minutes on 2 cores\n"
          "QUICK=1 bench/compare.sh     # a few minutes: 3 s per workload, 100,000 znodes\n```\n")
 L.append("Settings are environment variables (DURATION, WARMUP, CLIENTS, IN_FLIGHT, VALUE_SIZE, KEYS, "
          "WORKLOADS, SETUPS, SERVERS, DATASET, ZNODES, ZK_JVM_FLAGS, ...; see the script's header). "
@@ -691,4 +717,4 @@ with open(out, "w") as f:
 print(f"wrote {out}")
 PY
 "$bin" bench chart --input "$RESULTS/chart.json" --output "$RESULTS/throughput.png"
-echo "done in $((elapsed_s / 60)) min $((elapsed_s % 60)) s"
+[ "$REPORT_ONLY" = 1 ] || echo "done in $((elapsed_s / 60)) min $((elapsed_s % 60)) s"
