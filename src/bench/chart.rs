@@ -338,16 +338,17 @@ fn axis(max: f64, steps: u32) -> (f64, f64) {
     (step, (max / step).ceil().max(1.0) * step)
 }
 
-/// Ratio label of the first server to the second.
-fn ratio(row: &[Option<Value>]) -> Option<String> {
+/// Ratio label of the first server to the second, and whether the ratio is below one.
+fn ratio(row: &[Option<Value>]) -> Option<(String, bool)> {
     match row {
         [Some(a), Some(b), ..] if b.ops_per_sec > 0.0 => {
             let r = a.ops_per_sec / b.ops_per_sec;
-            Some(if r >= 10.0 {
+            let label = if r >= 10.0 {
                 format!("{r:.0}x")
             } else {
                 format!("{r:.1}x")
-            })
+            };
+            Some((label, r < 1.0))
         }
         _ => None,
     }
@@ -459,8 +460,15 @@ pub fn draw(input: &ChartInput, width: u32) -> Canvas {
                 }
             }
             if ratio_w > 0 {
-                if let Some(r) = ratio(row) {
-                    c.text_right(px + panel_w, ry + (n_servers * bar_h) / 2 - 8, &r, 2, INK);
+                if let Some((r, below_one)) = ratio(row) {
+                    let colour = if below_one { FAILED } else { INK };
+                    c.text_right(
+                        px + panel_w,
+                        ry + (n_servers * bar_h) / 2 - 8,
+                        &r,
+                        2,
+                        colour,
+                    );
                 }
             }
         }
@@ -525,8 +533,9 @@ mod tests {
                 }),
             ]
         };
-        assert_eq!(ratio(&row(300.0, 100.0)).as_deref(), Some("3.0x"));
-        assert_eq!(ratio(&row(3000.0, 100.0)).as_deref(), Some("30x"));
+        assert_eq!(ratio(&row(300.0, 100.0)), Some(("3.0x".to_string(), false)));
+        assert_eq!(ratio(&row(3000.0, 100.0)), Some(("30x".to_string(), false)));
+        assert_eq!(ratio(&row(90.0, 100.0)), Some(("0.9x".to_string(), true)));
         assert_eq!(ratio(&row(1.0, 0.0)), None);
         assert_eq!(ratio(&[None, None]), None);
     }
