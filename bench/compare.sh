@@ -27,6 +27,7 @@
 #   SETTLE=2          seconds a server idles before its RSS is read
 #   SERVE_TIMEOUT=180 seconds a server (or ensemble) may take to serve before it counts as failed
 #   ZK_JVM_FLAGS=     extra JVM options for ZooKeeper (default: none, i.e. the JVM's defaults)
+#   ZK_JAR=/usr/share/java/zookeeper.jar   ZooKeeper's jar (Debian's package puts it there)
 #   CORRAL_BIN        the corral binary (default target/release/corral, built if missing)
 #   RESULTS=bench/results  OUT=BENCHMARKS.md   where results go
 #   KEEP_WORK=0       1: keep the scratch directory (configs, data, server logs) and print it
@@ -81,7 +82,7 @@ if [ ! -x "$bin" ]; then
 fi
 
 # Apache ZooKeeper from Debian's packages, if present.
-zk_jar=/usr/share/java/zookeeper.jar
+zk_jar=${ZK_JAR:-/usr/share/java/zookeeper.jar}
 zk_cp=
 if [ -f "$zk_jar" ] && command -v java >/dev/null; then
   zk_cp=$zk_jar
@@ -524,6 +525,9 @@ if "zookeeper" in servers:
     vers.append(f"Apache ZooKeeper {zk_version} from Debian's `zookeeper` package "
                 f"({env['java_v']}, {jvm})")
 L.append("Servers: " + "; ".join(vers) + ".\n")
+if "zookeeper" not in servers:
+    L.append("**Apache ZooKeeper was not measured** (Debian's `zookeeper` package is not installed, "
+             "or SERVERS left it out): Corral's numbers only.\n")
 L.append(f"Load: `corral bench`, {env['CLIENTS']} clients × {env['IN_FLIGHT']} requests in flight, "
          f"{env['VALUE_SIZE']}-byte values, {int(env['KEYS']):,} keys, {env['DURATION']} s measured after "
          f"{env['WARMUP']} s warm-up per workload (mixed: 90 % reads; multi: 4 setData each; "
@@ -539,7 +543,8 @@ L.append("How things are measured: start-up (and restart) to serving is from sta
          "RSS is `VmRSS` from `/proc`, summed over the three processes of an ensemble, read "
          f"{env['SETTLE']} s after the server started serving (idle before the load) and "
          f"{env['SETTLE']} s after the last workload (idle after the load).\n")
-L.append("![Throughput per workload, Corral and ZooKeeper](bench/results/throughput.png)\n")
+if setups:
+    L.append("![Throughput per workload, Corral and ZooKeeper](bench/results/throughput.png)\n")
 
 names = {"standalone": "Standalone", "ensemble": "3-node ensemble on 127.0.0.1"}
 for setup in setups:
@@ -687,12 +692,13 @@ if both:
         L.append(f"| {name} | {ratio(va, vb)} | {verdict(ok)} |")
     tgt("RSS idle ≤ 1/5 (standalone)", "standalone.corral.rss_idle_kb", "standalone.zookeeper.rss_idle_kb", 0.2)
     if env["DATASET"] == "1":
-        tgt(f"RSS with {int(env['ZNODES']):,} znodes ≤ 1/3", "data.corral.rss_loaded_kb", "data.zookeeper.rss_loaded_kb", 1 / 3)
+        tgt(f"RSS with {int(env['ZNODES']):,} znodes ≤ 1/3 (right after loading them)", "data.corral.rss_loaded_kb", "data.zookeeper.rss_loaded_kb", 1 / 3)
+        tgt(f"RSS with {int(env['ZNODES']):,} znodes ≤ 1/3 (after a restart)", "data.corral.rss_restart_kb", "data.zookeeper.rss_restart_kb", 1 / 3)
         tgt(f"restart to serving with {int(env['ZNODES']):,} znodes ≤ 1/5", "data.corral.restart_ms", "data.zookeeper.restart_ms", 0.2)
     v = num("standalone.corral.startup_ms")
-    L.append(f"| standalone start-up to serving < 100 ms | {n(v, 1)} ms | {verdict(None if v is None else v < 100)} |")
+    L.append(f"| standalone start-up to serving < 100 ms | {n(v, 1)}{'' if v is None else ' ms'} | {verdict(None if v is None else v < 100)} |")
     v = num("ensemble.corral.startup_ms")
-    L.append(f"| ensemble elects a leader in < 500 ms | {n(v, 1)} ms | {verdict(None if v is None else v < 500)} |")
+    L.append(f"| ensemble elects a leader in < 500 ms | {n(v, 1)}{'' if v is None else ' ms'} | {verdict(None if v is None else v < 500)} |")
     L.append("")
 
 L.append("## Reproducing\n")
@@ -710,11 +716,17 @@ chart = {"title": "Throughput: Corral vs Apache ZooKeeper" if both else "Through
          "subtitle": (f"corral bench, {env['CLIENTS']} clients x {env['IN_FLIGHT']} in flight, "
                       f"{env['DURATION']} s per workload" + (" - QUICK run, indicative only" if quick else "")),
          "runs": runs}
-with open(os.path.join(results, "chart.json"), "w") as f:
-    json.dump(chart, f, indent=1)
+chart_path = os.path.join(results, "chart.json")
+if runs:
+    with open(chart_path, "w") as f:
+        json.dump(chart, f, indent=1)
+elif os.path.exists(chart_path):
+    os.remove(chart_path)
 with open(out, "w") as f:
     f.write("\n".join(L).rstrip() + "\n")
 print(f"wrote {out}")
 PY
-"$bin" bench chart --input "$RESULTS/chart.json" --output "$RESULTS/throughput.png"
+if [ -f "$RESULTS/chart.json" ]; then
+  "$bin" bench chart --input "$RESULTS/chart.json" --output "$RESULTS/throughput.png"
+fi
 [ "$REPORT_ONLY" = 1 ] || echo "done in $((elapsed_s / 60)) min $((elapsed_s % 60)) s"
