@@ -12,6 +12,7 @@
 //! Modules: [`client`] is the pipelined wire client, [`workload`] builds the requests,
 //! [`report`] counts and prints.
 
+pub mod chart;
 pub mod client;
 pub mod report;
 pub mod workload;
@@ -35,7 +36,11 @@ use crate::jute::{xid, OpCode, ReplyHeader, WatcherEvent};
 
 /// Arguments of `corral bench`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// A tool instead of a run (`corral bench chart ...`).
+    #[command(subcommand)]
+    pub tool: Option<BenchTool>,
     /// Servers, comma-separated host:port; clients are spread over them round-robin.
     #[arg(long, default_value = "127.0.0.1:2181")]
     pub server: String,
@@ -89,6 +94,13 @@ pub struct BenchArgs {
     pub threads: usize,
 }
 
+/// Tools that work on benchmark results instead of running one.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchTool {
+    /// Draw a PNG bar chart of throughput from `corral bench --json` reports.
+    Chart(chart::ChartArgs),
+}
+
 /// Why a benchmark run failed.
 #[derive(Debug, Error)]
 pub enum BenchError {
@@ -102,6 +114,8 @@ pub enum BenchError {
     Setup(ClientError),
     #[error("run aborted: {0}")]
     Aborted(String),
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
     #[error("cannot write JSON report to {path}: {source}")]
     Json {
         path: String,
@@ -135,6 +149,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs a benchmark on its own runtime: prints progress and the report, writes the JSON.
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+    if let Some(BenchTool::Chart(chart_args)) = args.tool {
+        return Ok(chart::run(chart_args)?);
+    }
     if args.clients == 0 || args.in_flight == 0 {
         return Err(BenchError::Args(
             "--clients and --in-flight must be at least 1".into(),
@@ -1028,6 +1045,31 @@ mod tests {
         assert_eq!(a.workload, Workload::GetChildren);
         assert_eq!(a.json.as_deref(), Some("-"));
         assert_eq!(a.duration, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn chart_is_a_subcommand() {
+        let a = Cli::parse_from(["bench", "chart", "--input", "r.json", "--output", "c.png"]).bench;
+        match a.tool {
+            Some(BenchTool::Chart(c)) => {
+                assert_eq!(c.input, std::path::PathBuf::from("r.json"));
+                assert_eq!(c.output, std::path::PathBuf::from("c.png"));
+                assert_eq!(c.width, 1600);
+            }
+            None => panic!("chart not parsed"),
+        }
+        assert!(Cli::parse_from(["bench"]).bench.tool.is_none());
+        assert!(Cli::try_parse_from([
+            "bench",
+            "--workload",
+            "set",
+            "chart",
+            "--input",
+            "r.json",
+            "--output",
+            "c.png",
+        ])
+        .is_err());
     }
 
     #[test]
