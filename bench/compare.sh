@@ -701,6 +701,13 @@ if both:
     L.append(f"| ensemble elects a leader in < 500 ms | {n(v, 1)}{'' if v is None else ' ms'} | {verdict(None if v is None else v < 500)} |")
     L.append("")
 
+# Hand-written findings (profiles, before/after numbers of fixes) live beside the script and
+# are carried into every regenerated report.
+notes = os.path.join(root, "bench", "NOTES.md")
+if os.path.exists(notes):
+    with open(notes) as f:
+        L.append(f.read().rstrip() + "\n")
+
 L.append("## Reproducing\n")
 L.append("```sh\nbench/compare.sh             # full run, about 20 minutes on 2 cores\n"
          "QUICK=1 bench/compare.sh     # a few minutes: 3 s per workload, 100,000 znodes\n```\n")
