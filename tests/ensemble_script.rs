@@ -91,11 +91,22 @@ impl Ensemble {
                         "{shipped:?}"
                     );
                     if quorum {
-                        let mut spec = spec.to_string();
-                        for &(from, to) in &port_map {
-                            spec = spec.replace(&format!(":{from}"), &format!(":{to}"));
-                        }
-                        out += &format!("server.{id}={spec}\n");
+                        // Rebuilt rather than substituted: a free port may begin with the
+                        // digits of a shipped one (28889 after 2888), which a textual
+                        // replacement would rewrite again.
+                        let port = |shipped: u16| {
+                            port_map
+                                .iter()
+                                .find(|(from, _)| *from == shipped)
+                                .map(|(_, to)| *to)
+                                .unwrap()
+                        };
+                        out += &format!(
+                            "server.{id}=127.0.0.1:{}:{}:participant;127.0.0.1:{}\n",
+                            port(q),
+                            port(e),
+                            port(c)
+                        );
                     }
                 } else {
                     out += line;
