@@ -46,7 +46,8 @@ fn is_forbidden_char(c: char) -> bool {
 /// The parent of `path` as ZooKeeper computes it (`path[..lastIndexOf('/')]`), with the
 /// empty parent of a top-level node spelled "/". None when there is no slash at all.
 pub fn parent_of(path: &str) -> Option<&str> {
-    let slash = path.rfind('/')?;
+    // Bytewise: '/' never occurs inside a multi-byte UTF-8 sequence, and this is a hot path.
+    let slash = path.bytes().rposition(|b| b == b'/')?;
     if slash == 0 {
         Some("/")
     } else {
@@ -56,7 +57,7 @@ pub fn parent_of(path: &str) -> Option<&str> {
 
 /// The last component of `path` (everything after the last slash).
 pub fn name_of(path: &str) -> &str {
-    match path.rfind('/') {
+    match path.bytes().rposition(|b| b == b'/') {
         Some(i) => &path[i + 1..],
         None => path,
     }

@@ -344,17 +344,39 @@ pub struct Restorer {
     last_parent: Option<(String, u32)>,
 }
 
+/// "/" or slash-separated names, none empty or longer than `MAX_NAME_LEN` bytes; one pass over
+/// the bytes, as restoring checks every path of a snapshot.
+fn well_formed(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b == b"/" {
+        return true;
+    }
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let mut len = 0usize;
+    for &c in &b[1..] {
+        if c == b'/' {
+            if len == 0 {
+                return false;
+            }
+            len = 0;
+        } else {
+            len += 1;
+            if len > MAX_NAME_LEN {
+                return false;
+            }
+        }
+    }
+    len > 0
+}
+
 impl Restorer {
     /// Adds one node. Checks what can be checked alone: path shape, duplicates, zxids not
     /// after the snapshot's. Data is copied so the tree never pins a reader's buffer.
     pub fn add(&mut self, n: SnapNode) -> Result<(), TreeError> {
         let path: &str = &n.path;
-        let well_formed = path == "/"
-            || (path.starts_with('/')
-                && path[1..]
-                    .split('/')
-                    .all(|c| !c.is_empty() && c.len() <= MAX_NAME_LEN));
-        if !well_formed {
+        if !well_formed(path) {
             return Err(TreeError::BadPath(path.to_string()));
         }
         let zxid = self.db.last_zxid;
