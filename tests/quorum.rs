@@ -885,3 +885,59 @@ async fn repeated_leader_kills_under_load() {
     );
     verify_writes(&ens, &logs, "/churn", &ens.ids()).await;
 }
+
+/// A member that does not know a session asks the leader how far it has got before refusing
+/// it: a session created through one follower resumes at once on another, and a session that
+/// was closed is refused as expired by every member.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_session_is_revalidated_through_the_leader() {
+    let mut ens = EnsembleBuilder::new(3).start();
+    let leader = ens.wait_formed();
+    let followers: Vec<u64> = ens.ids().into_iter().filter(|&id| id != leader).collect();
+    for round in 0..5 {
+        let a = zk::Client::connector()
+            .with_detached()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&ens.member(followers[0]).addr())
+            .await
+            .expect("connect");
+        let info = a.session().clone();
+        let sid = a.session_id();
+        drop(a);
+        // Straight to the other follower, with nothing in between.
+        let b = zk::Client::connector()
+            .with_session(info)
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&ens.member(followers[1]).addr())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: resume on the other follower: {e:?}"));
+        assert_eq!(b.session_id(), sid, "round {round}");
+        let closed = b.session().clone();
+        let eph = format!("/reval{round}");
+        b.create(&eph, b"x", &ephemeral()).await.expect("ephemeral");
+        drop(b); // closes the session
+        let watcher = ens.client(leader).await;
+        poll_until_async("the closed session's ephemeral is gone", || async {
+            watcher
+                .check_stat(&eph)
+                .await
+                .expect("exists")
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        for &id in &ens.ids() {
+            let err = zk::Client::connector()
+                .with_session(closed.clone())
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(&ens.member(id).addr())
+                .await
+                .map(|_| ())
+                .expect_err("a closed session must not resume");
+            assert!(
+                matches!(err, zk::Error::SessionExpired),
+                "round {round}, member {id}: {err:?}"
+            );
+        }
+    }
+}

@@ -157,6 +157,14 @@ struct Connecting {
     read_only: bool,
 }
 
+/// Quorum mode: a reconnect waiting for this member to catch up with the leader.
+struct Revalidating {
+    peer: SocketAddr,
+    req: ConnectRequest,
+    tx: mpsc::Sender<Outbound>,
+    until: Option<i64>,
+}
+
 /// A snapshot image read for a lagging peer (quorum leader).
 type PeerSnapshot = (u64, Option<(i64, Bytes)>);
 
@@ -207,6 +215,9 @@ pub struct Core {
     queues: HashMap<i64, VecDeque<Queued>>,
     /// Quorum mode: handshakes waiting for their session to be committed.
     connecting: HashMap<i64, Connecting>,
+    /// Quorum mode: reconnects naming a session unknown here, waiting until this member has
+    /// applied what the leader had proposed (`until`, once the leader said).
+    revalidating: HashMap<ConnId, Revalidating>,
     /// Quorum mode: the log writer was restarted; the run loop takes its new watch.
     new_durability: Option<watch::Receiver<Durability>>,
     peer_snap_tx: mpsc::Sender<PeerSnapshot>,
@@ -280,6 +291,7 @@ impl Core {
             repl: repl.map(Box::new),
             queues: HashMap::new(),
             connecting: HashMap::new(),
+            revalidating: HashMap::new(),
             new_durability: None,
             peer_snap_tx,
             peer_snap_rx: Some(peer_snap_rx),
@@ -602,7 +614,7 @@ impl Core {
                 peer,
                 req,
                 tx,
-            } => self.on_connect(conn_id, peer, req, tx),
+            } => self.on_connect(conn_id, peer, req, tx, false),
             CoreMsg::Request {
                 conn_id,
                 xid,
@@ -828,12 +840,15 @@ impl Core {
         }
     }
 
+    /// A handshake. `revalidated`: quorum mode, this member has meanwhile applied everything
+    /// the leader had proposed when asked, so an unknown session is really gone.
     fn on_connect(
         &mut self,
         conn_id: ConnId,
         peer: SocketAddr,
         req: ConnectRequest,
         tx: mpsc::Sender<Outbound>,
+        revalidated: bool,
     ) {
         let with_read_only = true;
         let min = self.opts.min_session_timeout_ms;
@@ -891,6 +906,12 @@ impl Core {
             sid
         } else {
             let sid = req.session_id;
+            if self.sessions.get(sid).is_none() && !revalidated && !self.is_writer() {
+                // Created through another member moments ago, perhaps, and not applied here
+                // yet: catch up with the leader before calling it expired.
+                self.quorum_revalidate(conn_id, peer, req, tx);
+                return;
+            }
             let valid = self.sessions.get(sid).is_some_and(|s| !s.closing)
                 && req.passwd == session_password(sid);
             if !valid {
@@ -961,6 +982,7 @@ impl Core {
     }
 
     fn on_disconnect(&mut self, conn_id: ConnId) {
+        self.revalidating.remove(&conn_id);
         if let Some(conn) = self.conns.get(&conn_id) {
             debug!(peer = %conn.peer, session = format_args!("0x{:x}", conn.session_id), "connection closed");
         }

@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, error, info, warn};
 
-use super::{response_for, wall_ms, Connecting, Core, Outbound, Queued};
+use super::{response_for, wall_ms, Connecting, Core, Outbound, Queued, Revalidating};
 use crate::jute::codec::{Reader, Writer};
 use crate::jute::{ErrorCode, Id, OpCode, Request, Response};
 use crate::quorum::election::{self, Notification, Out};
@@ -31,6 +31,11 @@ use crate::server::four_letter::Mode;
 use crate::server::session::ConnId;
 use crate::storage::txn_codec::{decode_txn, encode_txn};
 use crate::tree::{RequestContext, Txn, TxnBody};
+
+/// The cxid of a `SyncRequest` that revalidates a reconnecting session rather than answering a
+/// client's sync (client cxids are never negative on the wire for syncs; -3 is unused by
+/// ZooKeeper's special xids -1, -2, -4, -8).
+const REVALIDATE_CXID: i32 = -3;
 
 fn role_name(role: Role) -> &'static str {
     match role {
@@ -276,6 +281,9 @@ impl Core {
         for (_, c) in self.connecting.drain() {
             let _ = c.tx.try_send(Outbound::Close);
         }
+        for (_, r) in self.revalidating.drain() {
+            let _ = r.tx.try_send(Outbound::Close);
+        }
         self.queues.clear();
         let Some(r) = self.repl.as_mut() else { return };
         r.sync_sessions.clear();
@@ -503,6 +511,14 @@ impl Core {
                     })),
                 };
                 let _ = r.zab_net.send(from, msg);
+            }
+            PeerBody::SyncDone(d) if d.cxid == REVALIDATE_CXID => {
+                for r in self.revalidating.values_mut() {
+                    if r.req.session_id == d.session_id && r.until.is_none() {
+                        r.until = Some(d.zxid);
+                    }
+                }
+                self.release_revalidated();
             }
             PeerBody::SyncDone(d) => {
                 if let Some(q) = self.queues.get_mut(&d.session_id) {
@@ -776,6 +792,55 @@ impl Core {
             self.drain_queue(sid);
         }
         self.drain_syncs();
+        if !self.revalidating.is_empty() {
+            self.release_revalidated();
+        }
+    }
+
+    /// A reconnect naming a session this member does not know: ask the leader how far it
+    /// has got, and decide once this member has applied that far.
+    pub(super) fn quorum_revalidate(
+        &mut self,
+        conn_id: ConnId,
+        peer: std::net::SocketAddr,
+        req: crate::jute::ConnectRequest,
+        tx: tokio::sync::mpsc::Sender<Outbound>,
+    ) {
+        let sid = req.session_id;
+        self.revalidating.insert(
+            conn_id,
+            Revalidating {
+                peer,
+                req,
+                tx,
+                until: None,
+            },
+        );
+        let sent = self.send_to_leader(PeerBody::SyncRequest(pb::SyncRequest {
+            session_id: sid,
+            cxid: REVALIDATE_CXID,
+        }));
+        if !sent {
+            if let Some(r) = self.revalidating.remove(&conn_id) {
+                let _ = r.tx.try_send(Outbound::Close);
+            }
+        }
+    }
+
+    /// Finishes the reconnects whose catch-up point is applied.
+    fn release_revalidated(&mut self) {
+        let last = self.last_zxid;
+        let ready: Vec<ConnId> = self
+            .revalidating
+            .iter()
+            .filter(|(_, r)| r.until.is_some_and(|u| u <= last))
+            .map(|(&c, _)| c)
+            .collect();
+        for conn_id in ready {
+            if let Some(r) = self.revalidating.remove(&conn_id) {
+                self.on_connect(conn_id, r.peer, r.req, r.tx, true);
+            }
+        }
     }
 
     /// Serves what waits at the head of a session's queue, up to its next pending write.
