@@ -321,6 +321,18 @@ impl Core {
         }
     }
 
+    /// Replaces the session table after the tree was rebuilt from disk or from a leader's
+    /// snapshot; every session gets a full timeout from now.
+    fn reset_sessions(&mut self, sessions: &[(i64, i32)]) {
+        let server_id = self.repl.as_ref().map_or(0, |r| r.membership.myid as u8);
+        let mut table = SessionTable::new(self.opts.tick_time_ms, server_id, wall_ms() as u64);
+        let now = self.mono_ms();
+        for &(id, timeout_ms) in sessions {
+            table.add(id, timeout_ms, now);
+        }
+        self.sessions = table;
+    }
+
     /// Monotonic milliseconds since start; drives session expiry.
     fn mono_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -593,12 +605,7 @@ impl Core {
             Ok(recovered) => {
                 self.db = recovered.db;
                 self.last_zxid = recovered.last_zxid;
-                let mut sessions = SessionTable::new(self.opts.tick_time_ms, 0, wall_ms() as u64);
-                let now = self.mono_ms();
-                for (id, timeout_ms) in &recovered.sessions {
-                    sessions.add(*id, *timeout_ms, now);
-                }
-                self.sessions = sessions;
+                self.reset_sessions(&recovered.sessions);
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot rebuild the durable state; stopping");

@@ -170,6 +170,13 @@ pub fn snapshot_image(
     Ok(None)
 }
 
+/// The live sessions recovered, in id order.
+fn sorted(sessions: hashbrown::HashMap<i64, i32>) -> Vec<(i64, i32)> {
+    let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
+    sessions.sort_unstable();
+    sessions
+}
+
 /// The open data directories and the log writer.
 pub struct Persistence {
     dirs: DataDirs,
@@ -218,6 +225,16 @@ fn replay(
 }
 
 impl Persistence {
+    fn new(dirs: DataDirs, writer: LogWriter, thread: WriterThread<Wal>) -> Persistence {
+        Persistence {
+            dirs,
+            writer: Some(writer),
+            thread: Some(thread),
+            buf: BytesMut::with_capacity(64 * 1024),
+            pending: Vec::with_capacity(1024),
+        }
+    }
+
     /// Opens (creating if needed) the data directories, rebuilds the tree and the session set
     /// from disk, and starts the log writer.
     pub fn open(
@@ -253,20 +270,12 @@ impl Persistence {
             recovery_ms = started.elapsed().as_millis() as u64,
             "data loaded"
         );
-        let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
-        sessions.sort_unstable();
         Ok((
-            Persistence {
-                dirs,
-                writer: Some(writer),
-                thread: Some(thread),
-                buf: BytesMut::with_capacity(64 * 1024),
-                pending: Vec::with_capacity(1024),
-            },
+            Persistence::new(dirs, writer, thread),
             Recovered {
                 db,
                 snapshot_zxid,
-                sessions,
+                sessions: sorted(sessions),
                 last_zxid,
             },
             durability,
@@ -310,19 +319,11 @@ impl Persistence {
             recovery_ms = started.elapsed().as_millis() as u64,
             "data loaded"
         );
-        let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
-        sessions.sort_unstable();
         Ok((
-            Persistence {
-                dirs,
-                writer: Some(writer),
-                thread: Some(thread),
-                buf: BytesMut::with_capacity(64 * 1024),
-                pending: Vec::with_capacity(1024),
-            },
+            Persistence::new(dirs, writer, thread),
             QuorumRecovered {
                 db,
-                sessions,
+                sessions: sorted(sessions),
                 snapshot_zxid,
                 log,
                 accepted,
@@ -462,12 +463,10 @@ impl Persistence {
                 last_zxid,
             )?;
         }
-        let mut sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
-        sessions.sort_unstable();
         Ok(Recovered {
             db,
             snapshot_zxid,
-            sessions,
+            sessions: sorted(sessions),
             last_zxid,
         })
     }

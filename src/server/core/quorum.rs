@@ -166,22 +166,15 @@ impl Core {
                 match self.persist.install_snapshot(zxid, &state, opts) {
                     Ok((loaded, d)) => {
                         self.db = loaded.db;
-                        let mut sessions = super::SessionTable::new(
-                            self.opts.tick_time_ms,
-                            r.membership.myid as u8,
-                            wall_ms() as u64,
-                        );
-                        let now = self.started.elapsed().as_millis() as u64;
-                        for (sid, timeout_ms) in &loaded.sessions {
-                            sessions.add(*sid, *timeout_ms, now);
-                        }
-                        self.sessions = sessions;
+                        self.reset_sessions(&loaded.sessions);
                         self.last_zxid = zxid;
                         self.durable_zxid = zxid;
                         self.new_durability = Some(d);
-                        r.writes.clear();
-                        r.log_last = zxid;
-                        r.events.push_back(Event::Persisted { up_to: id });
+                        if let Some(r) = self.repl.as_mut() {
+                            r.writes.clear();
+                            r.log_last = zxid;
+                            r.events.push_back(Event::Persisted { up_to: id });
+                        }
                     }
                     Err(e) => {
                         error!(error = %e, "cannot install the leader's snapshot; stopping");
@@ -393,11 +386,7 @@ impl Core {
             Some(connects) if !stats.connected || stats.connects != connects => {
                 warn!(leader, "lost the connection to the leader");
                 self.zab_event(Event::Looking);
-                let was = self.repl.as_ref().map_or(Role::Looking, |r| r.role);
-                if let Some(r) = self.repl.as_mut() {
-                    r.role = Role::Looking;
-                }
-                self.leave_role(was);
+                self.on_role(Role::Looking);
             }
             _ => {}
         }
