@@ -379,7 +379,8 @@ dataset() { # server
   while [ "$nodes" -lt "$target" ]; do
     # A short probe, then chunks aimed at 70 % of the remainder at the rate seen in the last
     # one, each at most twice as long as the one before (a JVM speeds up as it warms) and at
-    # most 5 s, so that the last chunk overshoots little.
+    # most 5 s. No chunk creates more than what is missing (--max-ops), so both servers end
+    # up holding the same number of znodes.
     if [ "$first" = 1 ]; then
       dur_ms=250 first=0
     else
@@ -391,7 +392,8 @@ dataset() { # server
     fi
     n0=$nodes; now; t1=$NOW
     "$bin" bench --server "127.0.0.1:${cur_ports[0]}" --workload create --clients 16 --in-flight 16 \
-      --value-size "$VALUE_SIZE" --duration "${dur_ms}ms" --warmup 0s --keep >/dev/null 2>&1 || true
+      --value-size "$VALUE_SIZE" --duration "${dur_ms}ms" --warmup 0s --keep \
+      --max-ops $((target - nodes)) >/dev/null 2>&1 || true
     alive "${cur_pids[0]}" || { echo "  server exited while loading"; show_logs; metric "$key.failed" "exited while loading"; stop_all; return 0; }
     srvr "${cur_ports[0]}" && nodes=$NODES
     now

@@ -76,7 +76,13 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(corral::server::start::run_from_config(&config))?;
+            // The future handed to block_on runs on this (main) thread, not on a worker: the
+            // accept loop there cost every new connection two cross-thread wake-ups (worker
+            // sees the listener ready, wakes main; main spawns the connection, wakes a
+            // worker). Spawned, it runs on the worker that also polls the sockets.
+            let server =
+                rt.spawn(async move { corral::server::start::run_from_config(&config).await });
+            rt.block_on(server).context("the server task failed")??;
             Ok(())
         }
         Command::Bench(args) => Ok(corral::bench::run(args)?),

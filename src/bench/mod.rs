@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// Leave the key space in place after the run.
     #[arg(long)]
     pub keep: bool,
+    /// create workload: stop after this many creates (all clients together), even before
+    /// the duration is over; used to load an exact number of znodes.
+    #[arg(long)]
+    pub max_ops: Option<u64>,
     /// Session timeout asked for; idle connections ping every third of it.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub session_timeout: Duration,
@@ -155,6 +159,11 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     if args.clients == 0 || args.in_flight == 0 {
         return Err(BenchError::Args(
             "--clients and --in-flight must be at least 1".into(),
+        ));
+    }
+    if args.max_ops.is_some() && args.workload != Workload::Create {
+        return Err(BenchError::Args(
+            "--max-ops only applies to --workload create".into(),
         ));
     }
     if !(0.0..=1.0).contains(&args.read_ratio) {
@@ -573,10 +582,15 @@ async fn run_keyed(
     eprintln!("setup: done in {:.2} s", times.setup.as_secs_f64());
 
     let run_id = format!("{:08x}", rand::random::<u32>());
+    let budget = args.max_ops.map(|n| Arc::new(AtomicU64::new(n)));
     let sources: Vec<Load> = (0..conns.len())
         .map(|i| {
             if w == Workload::Create {
-                Load::Create(CreateLoad::new(space, &run_id, i, value.clone()))
+                let load = CreateLoad::new(space, &run_id, i, value.clone());
+                Load::Create(match &budget {
+                    Some(b) => load.with_budget(b.clone()),
+                    None => load,
+                })
             } else {
                 Load::Keys(KeyLoad::new(
                     w,

@@ -10,6 +10,7 @@
 //! [`Request::encode`](crate::jute::Request::encode) produces; the unit tests below check that
 //! byte for byte.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -497,6 +498,8 @@ pub struct CreateLoad {
     value: Bytes,
     pub created: u64,
     path: String,
+    /// Creates left to all clients together (`--max-ops`); `None` is unlimited.
+    budget: Option<Arc<AtomicU64>>,
 }
 
 impl CreateLoad {
@@ -506,7 +509,14 @@ impl CreateLoad {
             value,
             created: 0,
             path: String::new(),
+            budget: None,
         }
+    }
+
+    /// Stops this client once the clients sharing `budget` have created that many nodes.
+    pub fn with_budget(mut self, budget: Arc<AtomicU64>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The common part of this client's node names; node N is `{base}{N}`.
@@ -518,6 +528,10 @@ impl CreateLoad {
 impl OpSource for CreateLoad {
     fn next_op(&mut self, xid: i32, buf: &mut BytesMut) -> Option<OpKind> {
         use std::fmt::Write as _;
+        if let Some(b) = &self.budget {
+            b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .ok()?;
+        }
         self.path.clear();
         self.path.push_str(&self.base);
         let _ = write!(self.path, "{}", self.created);
@@ -679,6 +693,26 @@ mod tests {
         encode_create(&mut w, 2, "/p/c/r1-3-1", b"abcd", 0);
         assert_eq!(buf, w);
         assert_eq!(load.created, 2);
+    }
+
+    #[test]
+    fn create_budget_is_shared_by_all_clients() {
+        let space = KeySpace::new("/b", Workload::Create, 10);
+        let budget = Arc::new(AtomicU64::new(5));
+        let mut loads: Vec<CreateLoad> = (0..3)
+            .map(|i| CreateLoad::new(&space, "r", i, make_value(4)).with_budget(budget.clone()))
+            .collect();
+        let mut buf = BytesMut::new();
+        let mut made = 0;
+        for round in 0..4 {
+            for l in loads.iter_mut() {
+                if l.next_op(round, &mut buf).is_some() {
+                    made += 1;
+                }
+            }
+        }
+        assert_eq!(made, 5);
+        assert_eq!(loads.iter().map(|l| l.created).sum::<u64>(), 5);
     }
 
     #[test]

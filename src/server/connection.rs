@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -223,14 +223,15 @@ async fn read_loop(
     }
 }
 
+/// Appends one length-prefixed frame to `buf` (which keeps its own allocation: splitting it
+/// would turn it into a shared, reference-counted buffer on every call).
 fn encode_frame(buf: &mut BytesMut, f: impl FnOnce(&mut Writer)) {
     let start = buf.len();
-    buf.put_i32(0);
-    let mut w = Writer::with_buf(buf.split_off(buf.len()));
+    let mut w = Writer::with_buf(std::mem::take(buf));
+    w.write_i32(0);
     f(&mut w);
-    let body = w.into_inner();
-    let len = body.len() as i32;
-    buf.unsplit(body);
+    *buf = w.into_inner();
+    let len = (buf.len() - start - 4) as i32;
     buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
@@ -243,7 +244,8 @@ async fn write_loop(
     peer: SocketAddr,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH_MESSAGES);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Grows to the largest batch written; most connections only ever need a little.
+    let mut buf = BytesMut::with_capacity(4 * 1024);
     'outer: loop {
         if rx.recv_many(&mut batch, WRITE_BATCH_MESSAGES).await == 0 {
             break;

@@ -7,6 +7,7 @@
 //! entries: `Ok` for the ops before the failure, the failure's code, then
 //! `RuntimeInconsistency` for the rest (what ZooKeeper clients receive).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -40,6 +41,9 @@ struct View {
 pub struct Pending {
     /// path -> (zxid of the last txn that touched it, state after it; None = deleted).
     changes: HashMap<String, (i64, Option<View>)>,
+    /// (zxid, path) of every recorded change in zxid order, so that `applied` forgets in
+    /// time proportional to what it forgets rather than to everything pending.
+    order: VecDeque<(i64, String)>,
 }
 
 impl Pending {
@@ -49,12 +53,24 @@ impl Pending {
 
     /// Forgets the changes of every txn up to and including `zxid` (now in the tree).
     pub fn applied(&mut self, zxid: i64) {
-        self.changes.retain(|_, (z, _)| *z > zxid);
+        while let Some((z, _)) = self.order.front() {
+            if *z > zxid {
+                break;
+            }
+            let Some((_, path)) = self.order.pop_front() else {
+                break;
+            };
+            // A later write to the same path keeps the entry.
+            if self.changes.get(&path).is_some_and(|(z, _)| *z <= zxid) {
+                self.changes.remove(&path);
+            }
+        }
     }
 
     /// Forgets everything (e.g. after a leader change).
     pub fn clear(&mut self) {
         self.changes.clear();
+        self.order.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -164,6 +180,7 @@ impl Database {
         let failed_multi = matches!(&body, TxnBody::Multi(subs) if subs.iter().any(|s| matches!(s, TxnBody::Error(_))));
         if !failed_multi {
             for (path, view) in changes {
+                pending.order.push_back((zxid, path.clone()));
                 pending.changes.insert(path, (zxid, view));
             }
         }

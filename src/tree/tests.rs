@@ -1647,6 +1647,39 @@ fn pipelined_prep_sees_unapplied_writes() {
     assert_eq!(h.stat("/e").ephemeral_owner, 0);
 }
 
+#[test]
+fn pending_keeps_a_path_until_its_last_write_is_applied() {
+    let h = H::new();
+    let ids = vec![ip()];
+    let ctx = RequestContext {
+        session_id: S1,
+        ids: &ids,
+        is_super: false,
+    };
+    let mut pending = Pending::new();
+    h.db.prep_pipelined(&mut pending, 1, &ctx, &create_req(OpCode::Create, "/a", 0))
+        .unwrap();
+    h.db.prep_pipelined(&mut pending, 2, &ctx, &create_req(OpCode::Create, "/b", 0))
+        .unwrap();
+    let set_a = Request::SetData {
+        path: "/a".into(),
+        data: Some(Bytes::from_static(b"x")),
+        version: 0,
+    };
+    h.db.prep_pipelined(&mut pending, 3, &ctx, &set_a).unwrap();
+    // /a (zxid 1, rewritten by 3), /b (2), and the root's child count (1 and 2).
+    let before = pending.len();
+    pending.applied(1);
+    // Zxid 3 still has to come: /a must still read as version 1 to the next write.
+    assert_eq!(
+        h.db.prep_pipelined(&mut pending, 4, &ctx, &set_a),
+        Err(ErrorCode::BadVersion)
+    );
+    assert!(pending.len() <= before);
+    pending.applied(3);
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
 /// Not a test: the longest single `apply` while 2.5M creates grow the tree through several
 /// index resizes, next to the same inserts into a map shaped like the previous layout (a
 /// `HashMap<Arc<str>, 112-byte node>`). Run with
