@@ -618,7 +618,8 @@ async fn run_keyed(
         stop.clone(),
     );
     let done = parallel_phase(run, conns, sources, Some(end), Some(measure_from), &stats).await;
-    let stopped = if run.failure().is_some() {
+    // Cut short by an abort, or by running out of --max-ops before the end.
+    let stopped = if run.failure().is_some() || args.max_ops.is_some() {
         Instant::now()
     } else {
         end

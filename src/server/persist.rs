@@ -91,16 +91,33 @@ fn open_common(
     tree_opts: TreeOptions,
 ) -> Result<Opened, PersistError> {
     let dirs = DataDirs::open(data_dir, data_log_dir)?;
-    let loaded = super::snapshotter::load_newest(dirs.snap_dir(), tree_opts)?;
-    let (db, sessions, snapshot_zxid) = match loaded {
-        Some(l) => (l.db, l.sessions.into_iter().collect(), l.zxid),
-        None => (Database::new(tree_opts), hashbrown::HashMap::new(), 0),
-    };
     let wal_opts = WalOptions {
         segment_size_bytes: log_segment_bytes,
         ..WalOptions::default()
     };
-    let (mut wal, report) = dirs.open_wal(wal_opts)?;
+    // Loading the snapshot and checking every log segment are independent and each takes
+    // a while on a big data set: do them side by side (restart to serving is what a
+    // crashed ensemble member, or a standalone server's users, wait for).
+    let (loaded, opened_wal) = std::thread::scope(|scope| {
+        let wal_check = std::thread::Builder::new()
+            .name("corral-log-check".into())
+            .spawn_scoped(scope, || dirs.open_wal(wal_opts.clone()));
+        let loaded = super::snapshotter::load_newest(dirs.snap_dir(), tree_opts);
+        let opened_wal = match wal_check {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(crate::storage::StorageError::ThreadPanicked)),
+            // No thread to be had: check the log here instead.
+            Err(_) => dirs.open_wal(wal_opts.clone()),
+        };
+        (loaded, opened_wal)
+    });
+    let loaded = loaded?;
+    let (db, sessions, snapshot_zxid) = match loaded {
+        Some(l) => (l.db, l.sessions.into_iter().collect(), l.zxid),
+        None => (Database::new(tree_opts), hashbrown::HashMap::new(), 0),
+    };
+    let (mut wal, report) = opened_wal?;
     if let Some(torn) = &report.torn_tail {
         warn!(
             ?torn,

@@ -26,6 +26,10 @@ use crate::tree::{self, Database, TreeOptions};
 pub const CHUNK_QUEUE_CAPACITY: usize = 16;
 /// Nodes per chunk: small enough that producing one is a fraction of a millisecond.
 pub const CHUNK_NODES: usize = 250;
+/// Loading: items per batch handed from the reading thread to the inserting one.
+const LOAD_BATCH_ITEMS: usize = 1024;
+/// Loading: batches read ahead of the inserting thread.
+const LOAD_BATCHES_IN_FLIGHT: usize = 8;
 
 /// What the core sends to the writer thread.
 pub enum SnapMsg {
@@ -159,31 +163,140 @@ pub fn load(path: &Path, opts: TreeOptions) -> Result<Loaded, LoadError> {
         path: path.to_path_buf(),
         reason,
     };
-    let mut reader = SnapshotReader::open(path).map_err(snap_err)?;
+    let reader = SnapshotReader::open(path).map_err(snap_err)?;
     let zxid = reader.header().zxid;
     let mut restorer = Database::restore_begin(opts, zxid);
-    let mut acls: HashMap<u64, Arc<[Acl]>> = HashMap::new();
-    let mut sessions = Vec::new();
-    while let Some(item) = reader.next_item().map_err(snap_err)? {
-        match item {
-            SnapshotItem::Acl(a) => {
-                let list: Arc<[Acl]> = a
-                    .acls
-                    .into_iter()
-                    .map(|x| Acl {
-                        perms: x.perms,
-                        id: Id::new(x.scheme, x.id),
-                    })
-                    .collect();
-                acls.insert(a.index, list);
+    let mut decoder = Decoder {
+        reader,
+        path,
+        acls: HashMap::new(),
+        sessions: Vec::new(),
+    };
+    // Reading, checksumming and decoding the file take about as long as inserting into the
+    // tree: a second thread decodes batches of nodes while this one inserts them. Batches
+    // go back to the decoding thread to be freed there: freeing memory another thread
+    // allocated costs glibc's allocator a lock per block.
+    let (to_insert, batches) =
+        std::sync::mpsc::sync_channel::<Vec<tree::SnapNode>>(LOAD_BATCHES_IN_FLIGHT);
+    let (to_free, used) =
+        std::sync::mpsc::sync_channel::<Vec<tree::SnapNode>>(LOAD_BATCHES_IN_FLIGHT + 2);
+    let sessions = std::thread::scope(|scope| -> Result<Vec<(i64, i32)>, LoadError> {
+        let decoding = std::thread::Builder::new()
+            .name("corral-snap-read".into())
+            .spawn_scoped(scope, move || -> Result<Vec<(i64, i32)>, LoadError> {
+                loop {
+                    let mut batch = match used.try_recv() {
+                        Ok(mut old) => {
+                            old.clear();
+                            old
+                        }
+                        Err(_) => Vec::with_capacity(LOAD_BATCH_ITEMS),
+                    };
+                    let more = decoder.fill(&mut batch, LOAD_BATCH_ITEMS)?;
+                    if !batch.is_empty() && to_insert.send(batch).is_err() {
+                        // The inserting side gave up; it reports why.
+                        return Ok(decoder.sessions);
+                    }
+                    if !more {
+                        return Ok(decoder.sessions);
+                    }
+                }
+            });
+        let decoding = match decoding {
+            Ok(handle) => handle,
+            Err(_) => {
+                // No thread to be had: decode and insert here, a batch at a time.
+                drop(to_free);
+                let mut decoder = Decoder {
+                    reader: SnapshotReader::open(path).map_err(snap_err)?,
+                    path,
+                    acls: HashMap::new(),
+                    sessions: Vec::new(),
+                };
+                let mut batch = Vec::with_capacity(LOAD_BATCH_ITEMS);
+                loop {
+                    batch.clear();
+                    let more = decoder.fill(&mut batch, LOAD_BATCH_ITEMS)?;
+                    for n in &batch {
+                        restorer.add_ref(n).map_err(|e| invalid(e.to_string()))?;
+                    }
+                    if !more {
+                        return Ok(decoder.sessions);
+                    }
+                }
             }
-            SnapshotItem::Session(s) => sessions.push((s.id, s.timeout_ms)),
-            SnapshotItem::Node(n) => {
-                let acl = acls.get(&n.acl_index).cloned().ok_or_else(|| {
-                    invalid(format!("{}: unknown ACL index {}", n.path, n.acl_index))
+        };
+        let mut inserted: Result<(), LoadError> = Ok(());
+        for batch in batches.iter() {
+            for n in &batch {
+                if let Err(e) = restorer.add_ref(n) {
+                    inserted = Err(invalid(e.to_string()));
+                    break;
+                }
+            }
+            if inserted.is_err() {
+                break;
+            }
+            // If the decoding side has finished it no longer takes them back: free here.
+            let _ = to_free.try_send(batch);
+        }
+        drop(batches);
+        drop(to_free);
+        // The file's trailer and checksum are checked by the decoding side at the end.
+        let decoded = decoding
+            .join()
+            .unwrap_or_else(|_| Err(invalid("the snapshot reading thread panicked".into())));
+        inserted?;
+        decoded
+    })?;
+    let db = restorer.finish().map_err(|e| invalid(e.to_string()))?;
+    Ok(Loaded { db, sessions, zxid })
+}
+
+/// The decoding half of [`load`]: snapshot items become tree nodes with their ACL lists.
+struct Decoder<'a> {
+    reader: SnapshotReader,
+    path: &'a Path,
+    acls: HashMap<u64, Arc<[Acl]>>,
+    sessions: Vec<(i64, i32)>,
+}
+
+impl Decoder<'_> {
+    /// Appends up to `max` nodes to `batch`; `false` once the snapshot has ended (and its
+    /// trailer and checksum have been verified).
+    fn fill(&mut self, batch: &mut Vec<tree::SnapNode>, max: usize) -> Result<bool, LoadError> {
+        while batch.len() < max {
+            let item = self
+                .reader
+                .next_item()
+                .map_err(|source| LoadError::Snapshot {
+                    path: self.path.to_path_buf(),
+                    source,
                 })?;
-                restorer
-                    .add(tree::SnapNode {
+            match item {
+                None => return Ok(false),
+                Some(SnapshotItem::Acl(a)) => {
+                    let list: Arc<[Acl]> = a
+                        .acls
+                        .into_iter()
+                        .map(|x| Acl {
+                            perms: x.perms,
+                            id: Id::new(x.scheme, x.id),
+                        })
+                        .collect();
+                    self.acls.insert(a.index, list);
+                }
+                Some(SnapshotItem::Session(s)) => self.sessions.push((s.id, s.timeout_ms)),
+                Some(SnapshotItem::Node(n)) => {
+                    let acl =
+                        self.acls
+                            .get(&n.acl_index)
+                            .cloned()
+                            .ok_or_else(|| LoadError::Invalid {
+                                path: self.path.to_path_buf(),
+                                reason: format!("{}: unknown ACL index {}", n.path, n.acl_index),
+                            })?;
+                    batch.push(tree::SnapNode {
                         path: n.path,
                         data: n.data,
                         acl,
@@ -197,13 +310,12 @@ pub fn load(path: &Path, opts: TreeOptions) -> Result<Loaded, LoadError> {
                         aversion: n.aversion,
                         ephemeral_owner: n.ephemeral_owner,
                         num_children: n.num_children,
-                    })
-                    .map_err(|e| invalid(e.to_string()))?;
+                    });
+                }
             }
         }
+        Ok(true)
     }
-    let db = restorer.finish().map_err(|e| invalid(e.to_string()))?;
-    Ok(Loaded { db, sessions, zxid })
 }
 
 /// Loads the newest snapshot that loads, falling back to older ones (with a warning each).
@@ -231,4 +343,101 @@ pub fn load_newest_up_to(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::jute::OpCode;
+    use crate::tree::{NodeKind, Txn, TxnBody};
+
+    const NODES: usize = 3 * LOAD_BATCH_ITEMS + 17;
+
+    fn opts() -> TreeOptions {
+        TreeOptions {
+            extended_types_enabled: true,
+        }
+    }
+
+    /// A tree of `NODES` nodes (two levels, so children follow their parents across batch
+    /// boundaries) written as a snapshot the way the core writes one. Returns its path.
+    async fn write_snapshot(dir: &Path) -> (PathBuf, Database) {
+        let mut db = Database::new(opts());
+        let mut z = 0;
+        let mut create = |db: &mut Database, path: String, data: &'static [u8]| {
+            z += 1;
+            db.apply(&Txn {
+                session_id: 0,
+                cxid: 0,
+                zxid: z,
+                time_ms: 0,
+                body: TxnBody::Create {
+                    path,
+                    data: Some(Bytes::from_static(data)),
+                    acl: Acl::open_unsafe(),
+                    kind: NodeKind::Persistent,
+                    parent_cversion: 1,
+                    op: OpCode::Create,
+                },
+            });
+        };
+        for d in 0..NODES.div_ceil(100) {
+            create(&mut db, format!("/d{d}"), b"dir");
+            for c in 0..99 {
+                create(&mut db, format!("/d{d}/c{c}"), b"leaf");
+            }
+        }
+        db.begin_snapshot().unwrap();
+        let (done_tx, mut done_rx) = mpsc::channel(1);
+        let tx = start(dir, db.last_zxid(), 0, vec![(7, 4000), (8, 6000)], done_tx).unwrap();
+        while let Some(chunk) = db.snapshot_chunk(100) {
+            tx.send(SnapMsg::Chunk(chunk.nodes)).await.unwrap();
+        }
+        tx.send(SnapMsg::Finish).await.unwrap();
+        let info = done_rx.recv().await.unwrap().result.unwrap();
+        (info.path, db)
+    }
+
+    #[tokio::test]
+    async fn load_restores_every_node_and_session_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, db) = write_snapshot(dir.path()).await;
+        let loaded = load(&path, opts()).unwrap();
+        assert_eq!(loaded.zxid, db.last_zxid());
+        assert_eq!(loaded.db.node_count(), db.node_count());
+        assert!(loaded.db.node_count() > 3 * LOAD_BATCH_ITEMS);
+        assert_eq!(loaded.sessions, vec![(7, 4000), (8, 6000)]);
+        for p in ["/d0", "/d7/c98", "/d30/c0"] {
+            assert!(loaded.db.exists(p), "{p} missing");
+            assert_eq!(loaded.db.stat(p), db.stat(p), "{p}");
+            assert_eq!(loaded.db.data(p), db.data(p), "{p}");
+        }
+        loaded.db.check_invariants().unwrap();
+    }
+
+    #[tokio::test]
+    async fn load_refuses_a_damaged_or_cut_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = write_snapshot(dir.path()).await;
+        let good = std::fs::read(&path).unwrap();
+
+        let mut flipped = good.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x55;
+        std::fs::write(&path, &flipped).unwrap();
+        let err = load(&path, opts()).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(err, LoadError::Snapshot { .. } | LoadError::Invalid { .. }),
+            "{err}"
+        );
+
+        std::fs::write(&path, &good[..good.len() - 100]).unwrap();
+        let err = load(&path, opts()).map(|_| ()).unwrap_err();
+        assert!(matches!(err, LoadError::Snapshot { .. }), "{err}");
+
+        std::fs::write(&path, &good).unwrap();
+        assert!(load(&path, opts()).is_ok());
+    }
 }

@@ -77,6 +77,8 @@ pub enum StorageError {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     State(#[from] AtomicError),
+    #[error("the thread checking the log stopped unexpectedly (panicked)")]
+    ThreadPanicked,
 }
 
 /// The server's storage directories, created, checked for writability and locked.

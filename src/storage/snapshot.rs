@@ -445,9 +445,21 @@ impl SnapshotReader {
         if self.arena.capacity() < len {
             self.arena = BytesMut::with_capacity(len.max(ARENA_BYTES));
         }
-        self.arena.resize(len, 0);
-        let mut body = self.arena.split();
-        read_exact_or_corrupt(&mut self.reader, &mut body, &self.path, item_at)?;
+        // Copied straight from the read buffer: no zero-filling first.
+        let mut missing = len;
+        while missing > 0 {
+            let chunk = match self.reader.fill_buf() {
+                Ok([]) => return Err(self.corrupt(item_at, "truncated")),
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("read", &self.path)(e)),
+            };
+            let n = chunk.len().min(missing);
+            self.arena.extend_from_slice(&chunk[..n]);
+            self.reader.consume(n);
+            missing -= n;
+        }
+        let body = self.arena.split();
         self.crc = crc32c::crc32c_append(self.crc, &prefix[..prefix_len]);
         self.crc = crc32c::crc32c_append(self.crc, &body);
         self.offset += (prefix_len + body.len()) as u64;

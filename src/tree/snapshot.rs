@@ -375,6 +375,12 @@ impl Restorer {
     /// Adds one node. Checks what can be checked alone: path shape, duplicates, zxids not
     /// after the snapshot's. Data is copied so the tree never pins a reader's buffer.
     pub fn add(&mut self, n: SnapNode) -> Result<(), TreeError> {
+        self.add_ref(&n)
+    }
+
+    /// [`Restorer::add`] without taking the node: copied only if its parent has not come
+    /// yet. Lets a loader free what it decoded on the thread that allocated it.
+    pub fn add_ref(&mut self, n: &SnapNode) -> Result<(), TreeError> {
         let path: &str = &n.path;
         if !well_formed(path) {
             return Err(TreeError::BadPath(path.to_string()));
@@ -387,7 +393,7 @@ impl Restorer {
             if self.db.store.id_count() > 0 {
                 return Err(TreeError::Duplicate(path.to_string()));
             }
-            return self.insert(&n, NIL);
+            return self.insert(n, NIL);
         }
         let Some(parent_path) = parent_of(path) else {
             return Err(TreeError::BadPath(path.to_string()));
@@ -403,10 +409,10 @@ impl Restorer {
                 if !matches!(&self.last_parent, Some((p, _)) if p == parent_path) {
                     self.last_parent = Some((parent_path.to_string(), parent));
                 }
-                self.insert(&n, parent)
+                self.insert(n, parent)
             }
             None => {
-                self.deferred.push(n);
+                self.deferred.push(n.clone());
                 Ok(())
             }
         }
