@@ -166,12 +166,7 @@ pub fn load(path: &Path, opts: TreeOptions) -> Result<Loaded, LoadError> {
     let reader = SnapshotReader::open(path).map_err(snap_err)?;
     let zxid = reader.header().zxid;
     let mut restorer = Database::restore_begin(opts, zxid);
-    let mut decoder = Decoder {
-        reader,
-        path,
-        acls: HashMap::new(),
-        sessions: Vec::new(),
-    };
+    let mut decoder = Decoder::new(reader, path);
     // Reading, checksumming and decoding the file take about as long as inserting into the
     // tree: a second thread decodes batches of nodes while this one inserts them. Batches
     // go back to the decoding thread to be freed there: freeing memory another thread
@@ -207,12 +202,7 @@ pub fn load(path: &Path, opts: TreeOptions) -> Result<Loaded, LoadError> {
             Err(_) => {
                 // No thread to be had: decode and insert here, a batch at a time.
                 drop(to_free);
-                let mut decoder = Decoder {
-                    reader: SnapshotReader::open(path).map_err(snap_err)?,
-                    path,
-                    acls: HashMap::new(),
-                    sessions: Vec::new(),
-                };
+                let mut decoder = Decoder::new(SnapshotReader::open(path).map_err(snap_err)?, path);
                 let mut batch = Vec::with_capacity(LOAD_BATCH_ITEMS);
                 loop {
                     batch.clear();
@@ -261,7 +251,16 @@ struct Decoder<'a> {
     sessions: Vec<(i64, i32)>,
 }
 
-impl Decoder<'_> {
+impl<'a> Decoder<'a> {
+    fn new(reader: SnapshotReader, path: &'a Path) -> Self {
+        Decoder {
+            reader,
+            path,
+            acls: HashMap::new(),
+            sessions: Vec::new(),
+        }
+    }
+
     /// Appends up to `max` nodes to `batch`; `false` once the snapshot has ended (and its
     /// trailer and checksum have been verified).
     fn fill(&mut self, batch: &mut Vec<tree::SnapNode>, max: usize) -> Result<bool, LoadError> {
