@@ -4,6 +4,7 @@
 //! orders them per session, writes become transactions that the tree (`tree`) applies, and
 //! replies and watch events go back out through the connection.
 
+pub mod alloc;
 pub mod bench;
 pub mod cli;
 pub mod config;

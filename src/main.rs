@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static GLOBAL: corral::alloc::Allocator = corral::alloc::Allocator {};
+
 #[derive(Parser)]
 #[command(
     name = "corral",

@@ -287,6 +287,7 @@ impl Persistence {
             recovery_ms = started.elapsed().as_millis() as u64,
             "data loaded"
         );
+        crate::alloc::release_free_memory();
         Ok((
             Persistence::new(dirs, writer, thread),
             Recovered {
@@ -336,6 +337,7 @@ impl Persistence {
             recovery_ms = started.elapsed().as_millis() as u64,
             "data loaded"
         );
+        crate::alloc::release_free_memory();
         Ok((
             Persistence::new(dirs, writer, thread),
             QuorumRecovered {
