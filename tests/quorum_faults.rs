@@ -259,7 +259,26 @@ async fn assert_stops_serving(
 
 /// The write `assert_stops_serving` tried through the isolated member is on every member or
 /// on none, with the same zxid.
-async fn assert_isolated_write_all_or_nothing(ens: &Ensemble) {
+///
+/// Giving up on that create only dropped its future: the request stays queued in `client`
+/// and goes out whenever the client gets back to the member, which may be at any moment,
+/// even between the checks of two members. So first settle it: a later request on the same
+/// session is answered after it (a session's replies come in order), and once one is
+/// answered, or the session has expired, the create has had its effect or never will.
+async fn assert_isolated_write_all_or_nothing(ens: &Ensemble, client: &zk::Client) {
+    within(
+        "the isolated member's client to settle its queued requests",
+        async {
+            loop {
+                match client.get_data("/").await {
+                    Ok(_) | Err(zk::Error::SessionExpired) | Err(zk::Error::ClientClosed) => return,
+                    // Not reconnected yet: ask again (the client waits for its connection).
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        },
+    )
+    .await;
     let mut seen = Vec::new();
     for id in ens.ids() {
         let c = ens.client(id).await;
@@ -298,7 +317,7 @@ async fn isolate_follower(kind: Partition, root: &str) {
     load.wait_more_acks(50, "after healing").await;
     let logs = load.stop().await;
     verify_writes(&ens, &logs, root, &ens.ids()).await;
-    assert_isolated_write_all_or_nothing(&ens).await;
+    assert_isolated_write_all_or_nothing(&ens, &cf).await;
 }
 
 /// Isolate the leader: it steps down, the other two elect one of them in a new epoch and
@@ -337,7 +356,7 @@ async fn isolate_leader(kind: Partition, root: &str) {
         "the new leader uses a new epoch: {first:x?} .. {last:x?}"
     );
     verify_writes(&ens, &logs, root, &ens.ids()).await;
-    assert_isolated_write_all_or_nothing(&ens).await;
+    assert_isolated_write_all_or_nothing(&ens, &cl).await;
     eprintln!(
         "old leader {old} synced after healing by: {:?}",
         log_lines_with(
@@ -353,7 +372,7 @@ async fn isolate_leader(kind: Partition, root: &str) {
     ens.start(old);
     assert_eq!(ens.wait_formed(), new);
     verify_writes(&ens, &logs, root, &ens.ids()).await;
-    assert_isolated_write_all_or_nothing(&ens).await;
+    assert_isolated_write_all_or_nothing(&ens, &cl).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
