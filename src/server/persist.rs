@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::storage::txn_codec::{decode_txn, encode_txn, TxnCodecError};
 use crate::storage::wal::{Wal, WalError, WalOptions, WalReader};
 use crate::storage::writer::{
-    Durability, LogWriter, WriterError, WriterOptions, WriterStopped, WriterThread,
+    AppendRequest, Durability, LogWriter, WriterError, WriterOptions, WriterStopped, WriterThread,
 };
 use crate::storage::{DataDirs, StorageError};
 use crate::tree::{Database, TreeOptions, Txn, TxnBody};
@@ -520,10 +520,12 @@ impl Persistence {
             self.pending.clear();
             return Err(WriterStopped);
         };
-        for (zxid, payload) in self.pending.drain(..) {
-            writer.append(zxid, payload).await?;
-        }
-        Ok(())
+        let records = self
+            .pending
+            .drain(..)
+            .map(|(zxid, payload)| AppendRequest { zxid, payload })
+            .collect();
+        writer.append_all(records).await
     }
 
     /// Stops the writer after it has made everything queued durable.

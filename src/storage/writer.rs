@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::wal::{Wal, WalError};
 
-/// Default bound of the request queue.
+/// Default bound of the request queue (in hand-offs: one hand-off may carry many records).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16 * 1024;
 /// Default number of records appended per sync at most.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
@@ -70,9 +70,11 @@ impl LogStore for Wal {
 /// Tuning of the writer thread.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
-    /// Bound of the request queue: senders wait when it is full.
+    /// Bound of the request queue, in hand-offs (see [`LogWriter::append_all`]): senders wait
+    /// when it is full.
     pub queue_capacity: usize,
-    /// Most records appended before one sync.
+    /// Records appended before one sync: the writer stops taking more hand-offs once it has
+    /// this many (one hand-off is never split).
     pub max_batch: usize,
 }
 
@@ -130,7 +132,7 @@ pub enum WriterError {
 /// Sending side of the writer: cheap to clone, usable from async code without blocking.
 #[derive(Debug, Clone)]
 pub struct LogWriter {
-    tx: mpsc::Sender<AppendRequest>,
+    tx: mpsc::Sender<Vec<AppendRequest>>,
 }
 
 /// The writer thread; join it after every [`LogWriter`] is dropped to get the store back.
@@ -163,15 +165,23 @@ impl LogWriter {
 
     /// Queues one record, waiting (asynchronously) while the queue is full.
     pub async fn append(&self, zxid: i64, payload: Bytes) -> Result<(), WriterStopped> {
-        self.tx
-            .send(AppendRequest { zxid, payload })
-            .await
-            .map_err(|_| WriterStopped)
+        self.append_all(vec![AppendRequest { zxid, payload }]).await
+    }
+
+    /// Queues `records` (in zxid order) as one hand-off, waiting while the queue is full. The
+    /// core hands over everything one round of its work logged this way: records handed over
+    /// one at a time woke the writer on the first, which then often took only part of the
+    /// round and spent a second fsync on the rest.
+    pub async fn append_all(&self, records: Vec<AppendRequest>) -> Result<(), WriterStopped> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(records).await.map_err(|_| WriterStopped)
     }
 
     /// Queues one record if there is room now. `Ok(false)` means the queue is full.
     pub fn try_append(&self, zxid: i64, payload: Bytes) -> Result<bool, WriterStopped> {
-        match self.tx.try_send(AppendRequest { zxid, payload }) {
+        match self.tx.try_send(vec![AppendRequest { zxid, payload }]) {
             Ok(()) => Ok(true),
             Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(WriterStopped),
@@ -194,16 +204,16 @@ impl<S> WriterThread<S> {
 /// The thread body: batch, append, sync once, publish.
 fn run<S: LogStore>(
     mut store: S,
-    mut rx: mpsc::Receiver<AppendRequest>,
+    mut rx: mpsc::Receiver<Vec<AppendRequest>>,
     durable_tx: watch::Sender<Durability>,
     max_batch: usize,
 ) -> Result<S, Arc<WalError>> {
     let mut batch: Vec<AppendRequest> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    while let Some(mut first) = rx.blocking_recv() {
+        batch.append(&mut first);
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(request) => batch.push(request),
+                Ok(mut records) => batch.append(&mut records),
                 Err(_) => break,
             }
         }
@@ -400,6 +410,42 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(store.wal.last_zxid(), 101);
+    }
+
+    #[tokio::test]
+    async fn one_hand_off_is_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), small_opts()).unwrap();
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let store = TestStore {
+            wal,
+            syncs: Arc::clone(&syncs),
+            hold_first_sync: None,
+            fail_sync_number: None,
+        };
+        let (writer, mut durable, thread) =
+            LogWriter::spawn(store, 0, WriterOptions::default()).unwrap();
+        // Handed to an idle writer, 50 records still go to disk with one sync: the writer
+        // cannot wake on the first and sync before the others are there.
+        let records = (1..=50)
+            .map(|zxid| AppendRequest {
+                zxid,
+                payload: Bytes::from_static(b"round"),
+            })
+            .collect();
+        writer.append_all(records).await.unwrap();
+        writer.append_all(Vec::new()).await.unwrap();
+        while durable.borrow_and_update().durable_zxid() < 50 {
+            durable.changed().await.unwrap();
+        }
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+        drop(writer);
+        let store = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.wal.last_zxid(), 50);
+        assert_eq!(readable_zxids(dir.path(), 50), (1..=50).collect::<Vec<_>>());
     }
 
     #[tokio::test]
