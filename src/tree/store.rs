@@ -19,7 +19,11 @@
 //!
 //! Ids are stable for a node's lifetime and freed ids are reused, except while a snapshot is
 //! in progress (the caller decides: see `insert`'s `reuse` flag), which is what gives the
-//! background snapshot its stable iteration order (see `snapshot.rs`).
+//! background snapshot its stable iteration order (see `snapshot.rs`). The lowest free id is
+//! reused first ([`FreeIds`]): after a million nodes came and went, the next ten thousand
+//! are packed at the low end of the slab again instead of scattered over it, where every
+//! lookup was a cache and TLB miss (ensemble `multi` after a large `create` ran 20-25 %
+//! slower, with path lookups at a quarter of a follower's samples).
 //!
 //! The previous layout (a `HashMap<Arc<str>, Node>` with a 112-byte node inline in each
 //! bucket, a `HashSet<Box<str>>` of child names per parent, the data as `Bytes` and a slot
@@ -38,14 +42,66 @@ pub const ROOT: u32 = 0;
 /// The index is never shrunk below this many entries' room.
 const INDEX_SHRINK_MIN_CAPACITY: usize = 1 << 16;
 
+/// A set of free ids that hands out its lowest member first: a bitmap (bit `i % 64` of
+/// `words[i / 64]` set when id `i` is free) with a summary bitmap over its non-zero words, so
+/// finding the lowest free id reads a few words instead of scanning the slab. 1 bit per id
+/// ever freed, plus 1/64 of that.
+#[derive(Debug, Clone, Default)]
+struct FreeIds {
+    words: Vec<u64>,
+    /// Bit `w % 64` of `summary[w / 64]` is set when `words[w]` is not zero.
+    summary: Vec<u64>,
+    /// No summary word below this one is non-zero.
+    first: usize,
+    count: usize,
+}
+
+impl FreeIds {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn push(&mut self, id: u32) {
+        let (w, s) = (id as usize / 64, id as usize / 4096);
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+            self.summary.resize(s + 1, 0);
+        }
+        let bit = 1u64 << (id % 64);
+        if self.words[w] & bit != 0 {
+            return;
+        }
+        self.words[w] |= bit;
+        self.summary[s] |= 1u64 << (w % 64);
+        self.first = self.first.min(s);
+        self.count += 1;
+    }
+
+    fn pop_lowest(&mut self) -> Option<u32> {
+        if self.count == 0 {
+            return None;
+        }
+        let s = self.first + self.summary[self.first..].iter().position(|&x| x != 0)?;
+        self.first = s;
+        let w = s * 64 + self.summary[s].trailing_zeros() as usize;
+        let b = self.words[w].trailing_zeros() as usize;
+        self.words[w] &= !(1u64 << b);
+        if self.words[w] == 0 {
+            self.summary[s] &= !(1u64 << (w % 64));
+        }
+        self.count -= 1;
+        u32::try_from(w * 64 + b).ok()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Records by id; freed ids hold a `Node::free()` record.
     nodes: Vec<Node>,
     /// (id, path hash) of every live node.
     index: HashTable<(u32, u32)>,
-    /// Freed ids, reused (when the caller allows) before `nodes` grows.
-    free: Vec<u32>,
+    /// Freed ids, reused lowest first (when the caller allows) before `nodes` grows.
+    free: FreeIds,
     hasher: DefaultHashBuilder,
     /// Raw ephemeralOwner of the nodes that have one (`Node::has_owner`).
     owners: HashMap<u32, i64>,
@@ -66,7 +122,7 @@ impl Store {
         let mut s = Store {
             nodes: Vec::new(),
             index: HashTable::new(),
-            free: Vec::new(),
+            free: FreeIds::default(),
             hasher: DefaultHashBuilder::default(),
             owners: HashMap::new(),
             large: HashMap::new(),
@@ -85,7 +141,7 @@ impl Store {
         Store {
             nodes: Vec::new(),
             index: HashTable::new(),
-            free: Vec::new(),
+            free: FreeIds::default(),
             hasher: DefaultHashBuilder::default(),
             owners: HashMap::new(),
             large: HashMap::new(),
@@ -237,7 +293,7 @@ impl Store {
         let large = data.is_some_and(|d| d.len() > LARGE_DATA);
         let mut node = Node::new(zxid, time_ms, name, data, large, owner != 0, acl);
         node.parent = parent;
-        let id = match if reuse { self.free.pop() } else { None } {
+        let id = match if reuse { self.free.pop_lowest() } else { None } {
             Some(id) => {
                 self.nodes[id as usize] = node;
                 id
@@ -523,6 +579,33 @@ mod tests {
         assert_eq!(s.get(ROOT).num_children(), 2);
         let again = add(&mut s, "/z", b"");
         assert!(ids.contains(&again), "a freed id is reused");
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn freed_ids_are_reused_lowest_first() {
+        let mut s = Store::new(None, 0);
+        let ids: Vec<u32> = (0..10_000)
+            .map(|i| add(&mut s, &format!("/n{i}"), b"x"))
+            .collect();
+        // Free all but the first ten, in an order unrelated to the ids.
+        let mut doomed: Vec<u32> = ids[10..].to_vec();
+        doomed.sort_unstable_by_key(|&id| id.wrapping_mul(2_654_435_761));
+        for id in doomed {
+            let p = s.path_of(id);
+            s.remove(id, s.hash(&p));
+        }
+        s.check().unwrap();
+        // New nodes fill the lowest holes, in order, instead of the last ones freed.
+        let again: Vec<u32> = (0..100)
+            .map(|i| add(&mut s, &format!("/m{i}"), b"y"))
+            .collect();
+        assert_eq!(again, ids[10..110].to_vec());
+        s.check().unwrap();
+        // A hole below the others is taken next.
+        let p = s.path_of(ids[3]);
+        s.remove(ids[3], s.hash(&p));
+        assert_eq!(add(&mut s, "/low", b""), ids[3]);
         s.check().unwrap();
     }
 
