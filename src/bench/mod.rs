@@ -387,8 +387,9 @@ fn spawn_progress(
             }
             let now = Instant::now();
             let dt = now.duration_since(last_at).as_secs_f64().max(1e-9);
-            let rate = (merged.completed.saturating_sub(last_completed)) as f64 / dt;
-            last_completed = merged.completed;
+            let completed = merged.completed(kinds);
+            let rate = (completed.saturating_sub(last_completed)) as f64 / dt;
+            last_completed = completed;
             last_at = now;
             let (n, hist) = merged.combined(kinds);
             let (phase, p99) = if now < measure_from {

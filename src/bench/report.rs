@@ -56,8 +56,9 @@ impl OpStats {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     ops: [Option<OpStats>; OpKind::COUNT],
-    /// Every reply, warm-up and setup included: the progress line's throughput.
-    pub completed: u64,
+    /// Replies per kind, warm-up included: the progress line's throughput (see
+    /// [`Stats::completed`]).
+    completed: [u64; OpKind::COUNT],
     /// Watch notifications that arrived on a connection that did not expect them.
     pub stray_notifications: u64,
 }
@@ -65,7 +66,7 @@ pub struct Stats {
 impl Stats {
     /// Records one reply. `measured` is false during warm-up: then only `completed` counts.
     pub fn record(&mut self, kind: OpKind, latency_ns: u64, err: i32, measured: bool) {
-        self.completed += 1;
+        self.completed[kind.index()] += 1;
         if !measured {
             return;
         }
@@ -75,6 +76,12 @@ impl Stats {
         if err != 0 {
             *op.errors.entry(err).or_default() += 1;
         }
+    }
+
+    /// Replies of these kinds so far, warm-up included. A workload's progress counts only its
+    /// main kinds: a `sessions` cycle is one session, not its connect, create and close too.
+    pub fn completed(&self, kinds: &[OpKind]) -> u64 {
+        kinds.iter().map(|k| self.completed[k.index()]).sum()
     }
 
     pub fn op(&self, kind: OpKind) -> Option<&OpStats> {
@@ -90,7 +97,9 @@ impl Stats {
                 }
             }
         }
-        self.completed += other.completed;
+        for (mine, theirs) in self.completed.iter_mut().zip(other.completed.iter()) {
+            *mine += theirs;
+        }
         self.stray_notifications += other.stray_notifications;
     }
 
@@ -450,7 +459,18 @@ mod tests {
         let mut st = Stats::default();
         st.record(OpKind::Set, 5_000, 0, false);
         st.record(OpKind::Set, 5_000, -101, false);
-        assert_eq!(st.completed, 2);
+        assert_eq!(st.completed(&[OpKind::Set]), 2);
+        assert_eq!(st.completed(&[OpKind::Get]), 0);
+        // A sessions cycle records four kinds; its progress counts one.
+        for kind in [
+            OpKind::Connect,
+            OpKind::Create,
+            OpKind::CloseSession,
+            OpKind::Session,
+        ] {
+            st.record(kind, 5_000, 0, true);
+        }
+        assert_eq!(st.completed(&[OpKind::Session]), 1);
         assert!(st.op(OpKind::Set).is_none());
         assert_eq!(st.error_total(), 0);
     }
