@@ -518,6 +518,11 @@ mod tests {
         s.insert(path, h, parent, 1, 1, Some(data), 0, 0, true)
     }
 
+    fn remove(s: &mut Store, id: u32) {
+        let p = s.path_of(id);
+        s.remove(id, s.hash(&p));
+    }
+
     #[test]
     fn paths_resolve_through_the_parent_chain() {
         let mut s = Store::new(Some(b""), 0);
@@ -571,8 +576,7 @@ mod tests {
             .map(|i| add(&mut s, &format!("/n{i}"), b"x"))
             .collect();
         for &i in &[ids[2], ids[0], ids[4]] {
-            let p = s.path_of(i);
-            s.remove(i, s.hash(&p));
+            remove(&mut s, i);
             s.check().unwrap();
         }
         assert_eq!(s.child_names(ROOT), ["n1", "n3"]);
@@ -592,8 +596,7 @@ mod tests {
         let mut doomed: Vec<u32> = ids[10..].to_vec();
         doomed.sort_unstable_by_key(|&id| id.wrapping_mul(2_654_435_761));
         for id in doomed {
-            let p = s.path_of(id);
-            s.remove(id, s.hash(&p));
+            remove(&mut s, id);
         }
         s.check().unwrap();
         // New nodes fill the lowest holes, in order, instead of the last ones freed.
@@ -603,8 +606,7 @@ mod tests {
         assert_eq!(again, ids[10..110].to_vec());
         s.check().unwrap();
         // A hole below the others is taken next.
-        let p = s.path_of(ids[3]);
-        s.remove(ids[3], s.hash(&p));
+        remove(&mut s, ids[3]);
         assert_eq!(add(&mut s, "/low", b""), ids[3]);
         s.check().unwrap();
     }

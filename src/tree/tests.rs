@@ -24,6 +24,15 @@ fn ip() -> Id {
     Id::new("ip", "127.0.0.1")
 }
 
+/// The context of a request from session `s` (not a superuser) authenticated as `ids`.
+fn plain_ctx(s: i64, ids: &[Id]) -> RequestContext<'_> {
+    RequestContext {
+        session_id: s,
+        ids,
+        is_super: false,
+    }
+}
+
 impl H {
     fn new() -> H {
         H::with(false)
@@ -56,11 +65,7 @@ impl H {
 
     fn prep(&self, s: i64, req: &Request) -> Result<TxnBody, ErrorCode> {
         let ids = self.ids_of(s);
-        let ctx = RequestContext {
-            session_id: s,
-            ids: &ids,
-            is_super: false,
-        };
+        let ctx = plain_ctx(s, &ids);
         self.db.prep(&ctx, req)
     }
 
@@ -84,11 +89,7 @@ impl H {
 
     fn read(&mut self, s: i64, req: Request) -> Result<Response, ErrorCode> {
         let ids = self.ids_of(s);
-        let ctx = RequestContext {
-            session_id: s,
-            ids: &ids,
-            is_super: false,
-        };
+        let ctx = plain_ctx(s, &ids);
         self.db.read(&ctx, &req)
     }
 
@@ -1582,11 +1583,7 @@ fn same_txns_give_same_tree() {
 fn pipelined_prep_sees_unapplied_writes() {
     let mut h = H::new();
     let ids = vec![ip()];
-    let ctx = RequestContext {
-        session_id: S1,
-        ids: &ids,
-        is_super: false,
-    };
+    let ctx = plain_ctx(S1, &ids);
     let mut pending = Pending::new();
     let seq = create_req(OpCode::Create, "/s", create_flags::PERSISTENT_SEQUENTIAL);
     let b1 = h.db.prep_pipelined(&mut pending, 1, &ctx, &seq).unwrap();
@@ -1651,11 +1648,7 @@ fn pipelined_prep_sees_unapplied_writes() {
 fn pending_keeps_a_path_until_its_last_write_is_applied() {
     let h = H::new();
     let ids = vec![ip()];
-    let ctx = RequestContext {
-        session_id: S1,
-        ids: &ids,
-        is_super: false,
-    };
+    let ctx = plain_ctx(S1, &ids);
     let mut pending = Pending::new();
     h.db.prep_pipelined(&mut pending, 1, &ctx, &create_req(OpCode::Create, "/a", 0))
         .unwrap();
