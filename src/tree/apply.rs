@@ -262,6 +262,9 @@ impl Database {
         let owner = self.store.owner(id);
         let (node_acl_id, data_len) = (self.store.get(id).acl, self.store.data_len(id));
         self.store.remove(id, h);
+        if self.snap.is_none() {
+            self.store.trim_free_tail();
+        }
         self.data_size = self
             .data_size
             .saturating_sub((path.len() + data_len) as u64);

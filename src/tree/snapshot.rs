@@ -232,6 +232,7 @@ impl Database {
     /// Drops the snapshot in progress (if any) and its saved pre-images.
     pub fn abort_snapshot(&mut self) {
         self.snap = None;
+        self.store.trim_free_tail();
     }
 
     /// The next at most `max_nodes` (at least 1) nodes of the image; None once every node was
@@ -242,6 +243,8 @@ impl Database {
         if snap.cursor >= snap.end {
             debug_assert!(snap.saved.is_empty() && snap.remaining == 0);
             self.snap = None;
+            // Deletes during the walk could not cut the slab's free tail; do it now.
+            self.store.trim_free_tail();
             return None;
         }
         let max = max_nodes.max(1);
