@@ -941,3 +941,57 @@ async fn unknown_session_is_revalidated_through_the_leader() {
         }
     }
 }
+
+/// "/zookeeper/config" holds the membership on every member, as ZooKeeper 3.5+ has it
+/// (zkCli's `config`, Curator's ensemble tracker): one `server.N=` line per member with its
+/// role and client address, then `version=0`; dataVersion -1 and mzxid 0, since it is not
+/// written through the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn config_node_lists_the_membership_on_every_member() {
+    let mut ens = EnsembleBuilder::new(3).observers(1).start();
+    ens.wait_formed();
+    let mut expected = String::new();
+    for id in ens.ids() {
+        let m = ens.member(id);
+        let role = match m.role {
+            Role::Voter => "participant",
+            Role::Observer => "observer",
+        };
+        expected += &format!(
+            "server.{id}={}:{}:{role};{}\n",
+            m.quorum_addr(),
+            m.election_port,
+            m.addr()
+        );
+    }
+    expected += "version=0";
+    for id in ens.ids() {
+        let c = ens.client(id).await;
+        let (data, stat) = c
+            .get_data("/zookeeper/config")
+            .await
+            .unwrap_or_else(|e| panic!("get /zookeeper/config on member {id}: {e:?}"));
+        assert_eq!(String::from_utf8_lossy(&data), expected, "member {id}");
+        assert_eq!(
+            (stat.version, stat.mzxid, stat.czxid, stat.aversion),
+            (-1, 0, 0, -1),
+            "member {id}"
+        );
+        assert_eq!(stat.data_length as usize, expected.len(), "member {id}");
+    }
+    // A member that comes back syncs with the leader and has it again.
+    let follower = ens
+        .voter_ids()
+        .into_iter()
+        .find(|&id| id != ens.wait_leader())
+        .unwrap();
+    ens.restart(follower);
+    ens.wait_serving(follower);
+    let (data, _) = ens
+        .client(follower)
+        .await
+        .get_data("/zookeeper/config")
+        .await
+        .expect("get after restart");
+    assert_eq!(String::from_utf8_lossy(&data), expected);
+}

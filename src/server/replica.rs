@@ -66,6 +66,8 @@ pub struct Membership {
     pub sync_limit_ticks: u64,
     /// Names the ensemble (ids and roles, not addresses) so members of another one are refused.
     pub cluster_id: String,
+    /// What "/zookeeper/config" holds while this member serves (`Config::membership_text`).
+    pub config_text: String,
 }
 
 fn resolve(id: u64, what: &'static str, addr: &str) -> Result<SocketAddr, ReplicaError> {
@@ -96,6 +98,7 @@ impl Membership {
             init_limit_ticks: cfg.init_limit_ticks as u64,
             sync_limit_ticks: cfg.sync_limit_ticks as u64,
             cluster_id: String::new(),
+            config_text: cfg.membership_text().unwrap_or_default(),
         };
         let mut ids = Vec::new();
         for s in &cfg.servers {

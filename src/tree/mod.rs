@@ -201,6 +201,25 @@ impl Database {
         Some(self.insert_node(path, h, parent, 0, 0, data, 0, acl))
     }
 
+    /// Sets the data of "/zookeeper/config" to the ensemble's membership, outside the
+    /// transaction log, as every ZooKeeper member does when it starts serving: mzxid is the
+    /// configuration's version, dataVersion -1, mtime `time_ms`. No watch fires (nobody can
+    /// be watching yet: a member serves no client until it has a role). Does nothing if the
+    /// node is missing (a restored image always has it).
+    pub fn set_config_node(&mut self, data: &[u8], version: i64, time_ms: i64) {
+        let Some(id) = self.id_of("/zookeeper/config") else {
+            return;
+        };
+        self.before_change(id);
+        let old_len = self.store.data_len(id) as u64;
+        self.store.set_data(id, Some(data));
+        let n = self.store.get_mut(id);
+        n.mzxid = version;
+        n.mtime = time_ms;
+        n.version = -1;
+        self.data_size = self.data_size.saturating_sub(old_len) + data.len() as u64;
+    }
+
     /// The id of `path`, if it is in the tree.
     fn id_of(&self, path: &str) -> Option<u32> {
         self.store.lookup(path)

@@ -182,6 +182,26 @@ fn fresh_tree_matches_standalone_zookeeper() {
     assert_eq!(h.db.descendant_count("/"), 3);
     assert_eq!(h.db.distinct_acl_count(), 2);
     h.db.check_invariants().unwrap();
+
+    // A quorum member puts its membership there, outside the log.
+    let mut h = h;
+    let text = b"server.1=a:1:2:participant\nversion=0";
+    h.db.set_config_node(text, 0, 1234);
+    let config = h.stat("/zookeeper/config");
+    assert_eq!(
+        (config.version, config.mzxid, config.mtime, config.aversion),
+        (-1, 0, 1234, -1)
+    );
+    assert_eq!(config.data_length as usize, text.len());
+    assert_eq!(
+        h.db.data("/zookeeper/config"),
+        Some(Some(Bytes::from_static(text)))
+    );
+    assert_eq!(
+        h.db.approximate_data_size(),
+        1 + 10 + 16 + 17 + text.len() as u64
+    );
+    h.db.check_invariants().unwrap();
 }
 
 #[test]

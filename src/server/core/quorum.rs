@@ -166,6 +166,7 @@ impl Core {
                 match self.persist.install_snapshot(zxid, &state, opts) {
                     Ok((loaded, d)) => {
                         self.db = loaded.db;
+                        self.init_config_node();
                         self.reset_sessions(&loaded.sessions);
                         self.last_zxid = zxid;
                         self.durable_zxid = zxid;
@@ -237,6 +238,8 @@ impl Core {
             | Role::Following { epoch, .. }
             | Role::Observing { epoch, .. } => {
                 r.election.set_epoch(epoch);
+                self.init_config_node();
+                let Some(r) = self.repl.as_mut() else { return };
                 info!(
                     mode = %role_name(role),
                     epoch,
@@ -257,6 +260,15 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Puts the ensemble's membership into "/zookeeper/config", as a ZooKeeper member does at
+    /// start and after every sync with a leader (`config` in zkCli, Curator's ensemble
+    /// tracker). Version 0: the membership is static (no reconfig).
+    fn init_config_node(&mut self) {
+        let Some(r) = self.repl.as_ref() else { return };
+        let text = r.membership.config_text.clone();
+        self.db.set_config_node(text.as_bytes(), 0, wall_ms());
     }
 
     /// This member lost its role: clients go elsewhere, and a new election starts.
