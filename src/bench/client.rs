@@ -228,26 +228,31 @@ impl Connection {
 
     /// Reads the next frame, waiting at most `wait`.
     pub async fn read_frame(&mut self, wait: Duration) -> Result<Bytes, ClientError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        match tokio::time::timeout(wait, self.next_frame()).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Stalled {
+                addr: self.addr.clone(),
+                secs: wait.as_secs(),
+                outstanding: 1,
+            }),
+        }
+    }
+
+    /// Reads the next frame however long it takes: for a caller that bounds the wait itself
+    /// (a timer per wait costs a timer-wheel entry each time).
+    pub async fn next_frame(&mut self) -> Result<Bytes, ClientError> {
         loop {
             if let Some(f) = take_frame(&mut self.rbuf, &self.addr)? {
                 return Ok(f);
             }
-            match tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.rbuf)).await {
-                Err(_) => {
-                    return Err(ClientError::Stalled {
-                        addr: self.addr.clone(),
-                        secs: wait.as_secs(),
-                        outstanding: 1,
-                    })
-                }
-                Ok(Err(e)) => return Err(self.io_err(e)),
-                Ok(Ok(0)) => {
+            match self.rd.read_buf(&mut self.rbuf).await {
+                Err(e) => return Err(self.io_err(e)),
+                Ok(0) => {
                     return Err(ClientError::Closed {
                         addr: self.addr.clone(),
                     })
                 }
-                Ok(Ok(_)) => {}
+                Ok(_) => {}
             }
         }
     }

@@ -839,7 +839,7 @@ async fn watcher(
         // Wait for the event (or the end of the run), skipping anything else.
         let (now, mut r) = loop {
             let frame = tokio::select! {
-                f = c.read_frame(Duration::from_secs(3600)) => f?,
+                f = c.next_frame() => f?,
                 _ = sh.stop.cancelled() => return Ok(c),
             };
             let now = Instant::now();

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, warn};
 
@@ -104,7 +104,6 @@ pub async fn serve(
 
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS));
-    let closed = Arc::new(Notify::new());
     debug!(%peer, session = format_args!("0x{:x}", req.session_id), "client handshake");
     if core
         .send(CoreMsg::Connect {
@@ -118,17 +117,19 @@ pub async fn serve(
     {
         return;
     }
-    let writer = tokio::spawn(write_loop(
-        wr,
-        rx,
-        in_flight.clone(),
-        closed.clone(),
-        with_read_only,
-        peer,
-    ));
-    read_loop(rd, conn_id, &core, &opts, in_flight, closed, peer).await;
+    let mut writer = tokio::spawn(write_loop(wr, rx, in_flight.clone(), with_read_only, peer));
+    // The connection ends when the client goes (the reader ends) or when the core closes it
+    // (the writer ends). Waiting on the writer's handle here, once per connection, spares the
+    // reader a close signal to watch on every frame.
+    let writer_done = tokio::select! {
+        biased;
+        _ = read_loop(rd, conn_id, &core, &opts, &in_flight, peer) => false,
+        _ = &mut writer => true,
+    };
     let _ = core.send(CoreMsg::Disconnected { conn_id }).await;
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
 }
 
 async fn read_loop(
@@ -136,8 +137,7 @@ async fn read_loop(
     conn_id: ConnId,
     core: &mpsc::Sender<CoreMsg>,
     opts: &ServerOptions,
-    in_flight: Arc<Semaphore>,
-    closed: Arc<Notify>,
+    in_flight: &Semaphore,
     peer: SocketAddr,
 ) {
     let codec = LengthDelimitedCodec::builder()
@@ -146,18 +146,16 @@ async fn read_loop(
         .new_codec();
     let mut frames = FramedRead::new(rd, codec);
     loop {
-        let permit = tokio::select! {
-            p = in_flight.clone().acquire_owned() => match p {
+        // One slot per request until its reply is written; the writer gives them back.
+        let permit = match in_flight.try_acquire() {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => match in_flight.acquire().await {
                 Ok(p) => p,
                 Err(_) => return,
             },
-            _ = closed.notified() => return,
+            Err(TryAcquireError::Closed) => return,
         };
-        let frame = tokio::select! {
-            f = frames.next() => f,
-            _ = closed.notified() => return,
-        };
-        let frame = match frame {
+        let frame = match frames.next().await {
             None => return,
             Some(Ok(f)) => f.freeze(),
             Some(Err(e)) => {
@@ -202,9 +200,9 @@ async fn read_loop(
                     return;
                 }
                 if close {
-                    // Keep the socket open until the writer has flushed the error and closed.
-                    closed.notified().await;
-                    return;
+                    // Keep the socket open until the writer has flushed the error and closed
+                    // (its end ends the connection; see `serve`).
+                    std::future::pending::<()>().await;
                 }
                 continue;
             }
@@ -239,7 +237,6 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outbound>,
     in_flight: Arc<Semaphore>,
-    closed: Arc<Notify>,
     with_read_only: bool,
     peer: SocketAddr,
 ) {
@@ -310,7 +307,6 @@ async fn write_loop(
         }
     }
     let _ = wr.shutdown().await;
-    closed.notify_one();
 }
 
 #[cfg(test)]
