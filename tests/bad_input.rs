@@ -8,6 +8,34 @@ use common::*;
 use std::io::Write;
 
 #[test]
+fn pipelining_past_the_in_flight_cap_waits_instead_of_failing() {
+    // The server reads at most 1,000 requests of a connection ahead of its replies; a client
+    // that sends 2,500 at once is slowed down, not cut off, and gets every reply in order.
+    let s = ServerBuilder::new().start();
+    let mut r = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(r.create("/cap", b"", 0).err, err::OK);
+    let mut bytes = Vec::new();
+    for i in 0..2_500 {
+        let path = if i % 2 == 0 { "/cap" } else { "/cap-missing" };
+        let body = Enc::new()
+            .int(10 + i)
+            .int(op::EXISTS)
+            .string(path)
+            .bool(false)
+            .into_vec();
+        bytes.extend(raw::frame(&body));
+    }
+    r.write_raw(&bytes).unwrap();
+    for i in 0..2_500 {
+        let rep = r.read_reply();
+        assert_eq!(rep.xid, 10 + i, "replies must come back in request order");
+        let want = if i % 2 == 0 { err::OK } else { err::NO_NODE };
+        assert_eq!(rep.err, want, "reply {i}");
+    }
+    s.assert_healthy_raw();
+}
+
+#[test]
 fn pipelined_requests_get_replies_in_order() {
     let s = ServerBuilder::new().start();
     let mut r = Raw::connect(&s.addr(), 10_000);
