@@ -8,6 +8,49 @@ use common::*;
 use std::io::Write;
 
 #[test]
+fn requests_sent_in_the_same_write_as_the_handshake_are_served() {
+    // A client may send requests right behind its ConnectRequest, before the answer; the
+    // server reads them together and must not lose or reorder what came with the handshake.
+    let s = ServerBuilder::new().start();
+    let mut setup = Raw::connect(&s.addr(), 10_000);
+    assert_eq!(setup.create("/behind", b"v1", 0).err, err::OK);
+    let mut bytes = raw::connect_request(10_000, 0, &[0u8; 16], Some(false));
+    for x in 1..=3 {
+        let body = Enc::new()
+            .int(x)
+            .int(op::GET_DATA)
+            .string("/behind")
+            .bool(false)
+            .into_vec();
+        bytes.extend(raw::frame(&body));
+    }
+    // One byte of a fourth request: it must wait for the rest, not end the connection.
+    let tail = raw::frame(
+        &Enc::new()
+            .int(4)
+            .int(op::EXISTS)
+            .string("/behind")
+            .bool(false)
+            .into_vec(),
+    );
+    bytes.push(tail[0]);
+    let mut stream = raw::tcp(&s.addr());
+    stream.write_all(&bytes).unwrap();
+    let resp = raw::parse_connect_response(&raw::read_frame(&mut stream).unwrap());
+    assert_ne!(resp.session_id, 0, "the session must be established");
+    let mut r = Raw::established(stream, &resp);
+    for x in 1..=3 {
+        let rep = r.read_reply();
+        assert_eq!((rep.xid, rep.err), (x, err::OK));
+        assert_eq!(rep.dec().buffer().unwrap(), b"v1");
+    }
+    r.write_raw(&tail[1..]).unwrap();
+    let rep = r.read_reply();
+    assert_eq!((rep.xid, rep.err), (4, err::OK));
+    s.assert_healthy_raw();
+}
+
+#[test]
 fn pipelining_past_the_in_flight_cap_waits_instead_of_failing() {
     // The server reads at most 1,000 requests of a connection ahead of its replies; a client
     // that sends 2,500 at once is slowed down, not cut off, and gets every reply in order.

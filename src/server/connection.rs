@@ -1,22 +1,21 @@
 //! One client connection: the only code that touches a client socket.
 //!
 //! The first four bytes decide what the connection is: a four-letter word, or the length of a
-//! handshake frame. After the handshake a reader task decodes frames and hands requests to the
-//! core, and a writer task drains the connection's outbox, encoding every queued reply and event
-//! into one buffer and writing it with one syscall. A cap on requests in flight makes a client
+//! handshake frame. After the handshake a reader decodes frames out of one growing buffer (the
+//! handshake is read into it too, usually with one read) and hands requests to the core, and a
+//! writer task drains the connection's outbox, encoding every queued reply and event into one
+//! buffer and writing it with one syscall. A cap on requests in flight makes a client
 //! that pipelines faster than it reads wait instead of growing queues.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, warn};
 
 use super::core::{CoreMsg, Outbound};
@@ -32,6 +31,8 @@ use crate::jute::{
 pub const MAX_IN_FLIGHT_REQUESTS: usize = 1000;
 /// Capacity of a connection's outbox: replies for every in-flight request plus watch events.
 pub const OUTBOX_CAPACITY: usize = 4 * MAX_IN_FLIGHT_REQUESTS;
+/// Initial size of a connection's read buffer (it grows to the largest frame read).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Most messages the writer encodes into one socket write.
 const WRITE_BATCH_MESSAGES: usize = 256;
 
@@ -47,14 +48,16 @@ pub async fn serve(
     let (mut rd, mut wr) = stream.into_split();
     let handshake_deadline = Duration::from_millis(opts.max_session_timeout_ms.max(1) as u64);
 
-    let mut first = [0u8; 4];
-    match tokio::time::timeout(handshake_deadline, rd.read_exact(&mut first)).await {
-        Ok(Ok(_)) => {}
+    // The handshake and whatever the client sent behind it are read into the buffer the
+    // request frames are then taken from: usually one read for the whole handshake.
+    let mut rbuf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let first = match tokio::time::timeout(handshake_deadline, fill(&mut rd, &mut rbuf, 4)).await {
+        Ok(Ok(true)) => [rbuf[0], rbuf[1], rbuf[2], rbuf[3]],
         _ => {
             debug!(%peer, "connection closed before a handshake");
             return;
         }
-    }
+    };
     if let Some(word) = four_letter::word_from_bytes(&first) {
         let text = if !opts.four_letter_allowed(word) {
             format!("{word} is not executed because it is not in the whitelist.\n")
@@ -83,15 +86,16 @@ pub async fn serve(
         warn!(%peer, len, "handshake frame length out of range; closing connection");
         return;
     }
-    let mut frame = vec![0u8; len as usize];
-    if tokio::time::timeout(handshake_deadline, rd.read_exact(&mut frame))
-        .await
-        .map_or(true, |r| r.is_err())
-    {
+    let len = len as usize;
+    if !matches!(
+        tokio::time::timeout(handshake_deadline, fill(&mut rd, &mut rbuf, 4 + len)).await,
+        Ok(Ok(true))
+    ) {
         debug!(%peer, "connection closed during handshake");
         return;
     }
-    let frame = Bytes::from(frame);
+    rbuf.advance(4);
+    let frame = rbuf.split_to(len).freeze();
     let req = match ConnectRequest::read(&mut Reader::new(frame.clone())) {
         Ok(r) => r,
         Err(e) => {
@@ -123,7 +127,7 @@ pub async fn serve(
     // reader a close signal to watch on every frame.
     let writer_done = tokio::select! {
         biased;
-        _ = read_loop(rd, conn_id, &core, &opts, &in_flight, peer) => false,
+        _ = read_loop(rd, rbuf, conn_id, &core, &opts, &in_flight, peer) => false,
         _ = &mut writer => true,
     };
     let _ = core.send(CoreMsg::Disconnected { conn_id }).await;
@@ -132,19 +136,69 @@ pub async fn serve(
     }
 }
 
+/// Reads from `rd` into `buf` until it holds at least `want` bytes; false on end of stream.
+async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> std::io::Result<bool> {
+    while buf.len() < want {
+        buf.reserve(want - buf.len());
+        if rd.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Why a connection's byte stream is not a sequence of frames.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("frame length {0} outside 0..={1}")]
+    Length(i64, usize),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Takes the next length-prefixed frame off `buf`, reading more from `rd` as needed. `None`
+/// at a clean end of stream (between frames).
+async fn next_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max_frame_bytes: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    loop {
+        if buf.len() >= 4 {
+            let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            if len < 0 || len as usize > max_frame_bytes {
+                return Err(FrameError::Length(len as i64, max_frame_bytes));
+            }
+            let len = len as usize;
+            if buf.len() >= 4 + len {
+                buf.advance(4);
+                return Ok(Some(buf.split_to(len).freeze()));
+            }
+            buf.reserve(4 + len - buf.len());
+        } else if buf.capacity() - buf.len() < 4 {
+            buf.reserve(READ_BUFFER_BYTES);
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+    }
+}
+
 async fn read_loop(
-    rd: OwnedReadHalf,
+    mut rd: OwnedReadHalf,
+    mut rbuf: BytesMut,
     conn_id: ConnId,
     core: &mpsc::Sender<CoreMsg>,
     opts: &ServerOptions,
     in_flight: &Semaphore,
     peer: SocketAddr,
 ) {
-    let codec = LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(opts.jute_max_buffer_bytes)
-        .new_codec();
-    let mut frames = FramedRead::new(rd, codec);
     loop {
         // One slot per request until its reply is written; the writer gives them back.
         let permit = match in_flight.try_acquire() {
@@ -155,10 +209,10 @@ async fn read_loop(
             },
             Err(TryAcquireError::Closed) => return,
         };
-        let frame = match frames.next().await {
-            None => return,
-            Some(Ok(f)) => f.freeze(),
-            Some(Err(e)) => {
+        let frame = match next_frame(&mut rd, &mut rbuf, opts.jute_max_buffer_bytes).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
                 warn!(%peer, error = %e, "unreadable frame; closing connection");
                 return;
             }

@@ -353,15 +353,19 @@ impl Raw {
             .unwrap();
         let body = read_frame(&mut s).expect("read ConnectResponse");
         let resp = parse_connect_response(&body);
-        let r = Raw {
-            stream: s,
+        (Raw::established(s, &resp), resp)
+    }
+
+    /// A connection whose handshake the caller did itself and whose answer was `resp`.
+    pub fn established(stream: TcpStream, resp: &ConnectResponse) -> Raw {
+        Raw {
+            stream,
             session_id: resp.session_id,
             passwd: resp.passwd.clone(),
             timeout: resp.timeout,
             next_xid: 1,
             events: Vec::new(),
-        };
-        (r, resp)
+        }
     }
 
     pub fn next_xid(&mut self) -> i32 {
