@@ -16,23 +16,10 @@ fn requests_sent_in_the_same_write_as_the_handshake_are_served() {
     assert_eq!(setup.create("/behind", b"v1", 0).err, err::OK);
     let mut bytes = raw::connect_request(10_000, 0, &[0u8; 16], Some(false));
     for x in 1..=3 {
-        let body = Enc::new()
-            .int(x)
-            .int(op::GET_DATA)
-            .string("/behind")
-            .bool(false)
-            .into_vec();
-        bytes.extend(raw::frame(&body));
+        bytes.extend(raw::path_read_frame(x, op::GET_DATA, "/behind"));
     }
     // One byte of a fourth request: it must wait for the rest, not end the connection.
-    let tail = raw::frame(
-        &Enc::new()
-            .int(4)
-            .int(op::EXISTS)
-            .string("/behind")
-            .bool(false)
-            .into_vec(),
-    );
+    let tail = raw::path_read_frame(4, op::EXISTS, "/behind");
     bytes.push(tail[0]);
     let mut stream = raw::tcp(&s.addr());
     stream.write_all(&bytes).unwrap();
@@ -60,13 +47,7 @@ fn pipelining_past_the_in_flight_cap_waits_instead_of_failing() {
     let mut bytes = Vec::new();
     for i in 0..2_500 {
         let path = if i % 2 == 0 { "/cap" } else { "/cap-missing" };
-        let body = Enc::new()
-            .int(10 + i)
-            .int(op::EXISTS)
-            .string(path)
-            .bool(false)
-            .into_vec();
-        bytes.extend(raw::frame(&body));
+        bytes.extend(raw::path_read_frame(10 + i, op::EXISTS, path));
     }
     r.write_raw(&bytes).unwrap();
     for i in 0..2_500 {
@@ -86,22 +67,14 @@ fn pipelined_requests_get_replies_in_order() {
     // 100 getData and a few other requests in one write, no waiting in between.
     let mut bytes = Vec::new();
     for i in 0..100 {
-        let body = Enc::new()
-            .int(1000 + i)
-            .int(op::GET_DATA)
-            .string("/pipe")
-            .bool(false)
-            .into_vec();
-        bytes.extend(raw::frame(&body));
+        bytes.extend(raw::path_read_frame(1000 + i, op::GET_DATA, "/pipe"));
         if i % 10 == 5 {
             // interleave a write and a failing read: order must still be kept
-            let body = Enc::new()
-                .int(5000 + i)
-                .int(op::EXISTS)
-                .string("/does-not-exist")
-                .bool(false)
-                .into_vec();
-            bytes.extend(raw::frame(&body));
+            bytes.extend(raw::path_read_frame(
+                5000 + i,
+                op::EXISTS,
+                "/does-not-exist",
+            ));
         }
     }
     r.write_raw(&bytes).unwrap();

@@ -283,6 +283,19 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A whole request frame for a read that takes a path and a watch flag (getData, exists,
+/// getChildren), without a watch.
+pub fn path_read_frame(xid: i32, opcode: i32, path: &str) -> Vec<u8> {
+    frame(
+        &Enc::new()
+            .int(xid)
+            .int(opcode)
+            .string(path)
+            .bool(false)
+            .into_vec(),
+    )
+}
+
 /// Read one length-prefixed frame from `s`.
 pub fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
