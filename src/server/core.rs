@@ -103,8 +103,25 @@ enum Delivery {
     Closed,
 }
 
-/// Puts `msg` in a connection's outbox without waiting.
-fn try_deliver(tx: &mpsc::Sender<Outbound>, msg: Outbound) -> Delivery {
+/// Holds `msg` until `hold_until` is durable, if given; otherwise puts it in the connection's
+/// outbox without waiting. The outbox handle is cloned only for a held message. (A function
+/// of the fields it needs, so that a caller can pass a handle borrowed from the core.)
+fn hold_or_deliver(
+    held: &mut VecDeque<Held>,
+    hold_until: Option<i64>,
+    conn_id: ConnId,
+    tx: &mpsc::Sender<Outbound>,
+    msg: Outbound,
+) -> Delivery {
+    if let Some(needs_zxid) = hold_until {
+        held.push_back(Held {
+            needs_zxid,
+            conn_id,
+            tx: tx.clone(),
+            msg,
+        });
+        return Delivery::Queued;
+    }
     match tx.try_send(msg) {
         Ok(()) => Delivery::Queued,
         Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
@@ -797,19 +814,8 @@ impl Core {
             self.stats.packets_sent += 1;
         }
         let peer = conn.peer;
-        // As `out`, without cloning the outbox handle for a message that is not held.
-        let delivery = if self.last_zxid > self.durable_zxid {
-            self.held.push_back(Held {
-                needs_zxid: self.last_zxid,
-                conn_id,
-                tx: conn.tx.clone(),
-                msg,
-            });
-            Delivery::Queued
-        } else {
-            try_deliver(&conn.tx, msg)
-        };
-        match delivery {
+        let hold_until = (self.last_zxid > self.durable_zxid).then_some(self.last_zxid);
+        match hold_or_deliver(&mut self.held, hold_until, conn_id, &conn.tx, msg) {
             Delivery::Queued => {}
             Delivery::Full => {
                 warn!(%peer, "client is not reading its replies; closing connection");
@@ -822,16 +828,8 @@ impl Core {
     /// Hands `msg` to a connection's outbox, or holds it while a transaction it may reflect is
     /// not durable yet. Held messages leave in order once it is (see `on_durable`).
     fn out(&mut self, conn_id: ConnId, tx: &mpsc::Sender<Outbound>, msg: Outbound) -> Delivery {
-        if self.last_zxid > self.durable_zxid {
-            self.held.push_back(Held {
-                needs_zxid: self.last_zxid,
-                conn_id,
-                tx: tx.clone(),
-                msg,
-            });
-            return Delivery::Queued;
-        }
-        try_deliver(tx, msg)
+        let hold_until = (self.last_zxid > self.durable_zxid).then_some(self.last_zxid);
+        hold_or_deliver(&mut self.held, hold_until, conn_id, tx, msg)
     }
 
     /// Everything up to `zxid` is on disk: release what waited for it, in order.
