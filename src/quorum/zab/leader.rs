@@ -438,13 +438,17 @@ impl Zab {
             return;
         };
         let Some(epoch) = l.epoch else { return };
-        let newly: Vec<Entry> = self
-            .log
-            .after(from)
-            .iter()
-            .take_while(|e| e.zxid <= self.applied)
-            .cloned()
-            .collect();
+        // Only observers are sent the entries themselves.
+        let newly: Vec<Entry> = if l.peers.values().any(|p| p.observer) {
+            self.log
+                .after(from)
+                .iter()
+                .take_while(|e| e.zxid <= self.applied)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (&to, p) in &l.peers {
             if !matches!(p.stage, Stage::Synced { .. }) {
                 continue;
