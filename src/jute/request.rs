@@ -519,8 +519,8 @@ mod tests {
         assert_eq!(r.remaining(), 0, "trailing bytes after {req:?}");
     }
 
-    #[test]
-    fn every_request_round_trips() {
+    /// One request of every kind the server decodes.
+    fn samples() -> Vec<Request> {
         let create = CreateRequest {
             op: OpCode::CreateTtl,
             path: "/a".into(),
@@ -529,7 +529,7 @@ mod tests {
             flags: 5,
             ttl_ms: 1000,
         };
-        let reqs = vec![
+        vec![
             Request::Ping,
             Request::CloseSession,
             Request::WhoAmI,
@@ -647,10 +647,88 @@ mod tests {
                 path: "/".into(),
                 mode: 1,
             },
-        ];
-        for req in reqs {
+        ]
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for req in samples() {
             round_trip(req);
         }
+    }
+
+    /// Decodes `bytes` as a request of `op`; whatever the bytes, the answer is a value or an
+    /// error (a panic fails the test, a huge length claim would abort it).
+    fn decode_bytes(op: i32, bytes: Vec<u8>) -> Result<Request, DecodeError> {
+        Request::decode(op, &mut Reader::new(Bytes::from(bytes)))
+    }
+
+    #[test]
+    fn every_truncated_request_is_an_error() {
+        for req in samples() {
+            let mut w = Writer::new();
+            req.encode(&mut w);
+            let bytes = w.into_inner().to_vec();
+            let op = req.op_code().code();
+            for cut in 0..bytes.len() {
+                let r = decode_bytes(op, bytes[..cut].to_vec());
+                // Requests without a body (ping, closeSession, whoAmI) decode from nothing.
+                assert!(
+                    r.is_err() || bytes.is_empty(),
+                    "{req:?} cut to {cut} of {} bytes decoded as {r:?}",
+                    bytes.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_requests_decode_or_fail_without_panicking() {
+        // A fixed xorshift sequence: the same mutations on every run.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let lengths: [i32; 6] = [-2, -1, 0, 1, i32::MAX, i32::MIN];
+        let (mut decoded, mut failed) = (0, 0);
+        for req in samples() {
+            let mut w = Writer::new();
+            req.encode(&mut w);
+            let bytes = w.into_inner().to_vec();
+            let op = req.op_code().code();
+            for _ in 0..2_000 {
+                let mut m = bytes.clone();
+                match next() % 3 {
+                    // Flip a few bits.
+                    0 if !m.is_empty() => {
+                        for _ in 0..1 + next() % 4 {
+                            let i = (next() as usize) % m.len();
+                            m[i] ^= 1 << (next() % 8);
+                        }
+                    }
+                    // Overwrite four bytes with a length a hostile client might claim.
+                    1 if m.len() >= 4 => {
+                        let i = (next() as usize) % (m.len() - 3);
+                        let len = lengths[(next() as usize) % lengths.len()];
+                        m[i..i + 4].copy_from_slice(&len.to_be_bytes());
+                    }
+                    // Append garbage.
+                    _ => m.extend((0..1 + next() % 16).map(|_| next() as u8)),
+                }
+                match decode_bytes(op, m) {
+                    Ok(_) => decoded += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+        }
+        // Both outcomes happen, so the mutations reached past the first field.
+        assert!(
+            decoded > 0 && failed > 0,
+            "decoded {decoded}, failed {failed}"
+        );
     }
 
     #[test]
