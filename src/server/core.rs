@@ -806,6 +806,7 @@ impl Core {
     /// straight to the connection's outbox. A connection whose outbox is full is not reading
     /// its replies: it is closed rather than allowed to stall everyone else.
     fn send(&mut self, conn_id: ConnId, msg: Outbound) {
+        let hold_until = self.hold_until();
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
@@ -814,7 +815,6 @@ impl Core {
             self.stats.packets_sent += 1;
         }
         let peer = conn.peer;
-        let hold_until = (self.last_zxid > self.durable_zxid).then_some(self.last_zxid);
         match hold_or_deliver(&mut self.held, hold_until, conn_id, &conn.tx, msg) {
             Delivery::Queued => {}
             Delivery::Full => {
@@ -828,8 +828,14 @@ impl Core {
     /// Hands `msg` to a connection's outbox, or holds it while a transaction it may reflect is
     /// not durable yet. Held messages leave in order once it is (see `on_durable`).
     fn out(&mut self, conn_id: ConnId, tx: &mpsc::Sender<Outbound>, msg: Outbound) -> Delivery {
-        let hold_until = (self.last_zxid > self.durable_zxid).then_some(self.last_zxid);
+        let hold_until = self.hold_until();
         hold_or_deliver(&mut self.held, hold_until, conn_id, tx, msg)
+    }
+
+    /// The zxid a message leaving now must wait for: the last one applied, while it is not
+    /// durable yet (the message may reflect it).
+    fn hold_until(&self) -> Option<i64> {
+        (self.last_zxid > self.durable_zxid).then_some(self.last_zxid)
     }
 
     /// Everything up to `zxid` is on disk: release what waited for it, in order.
