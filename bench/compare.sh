@@ -10,12 +10,17 @@
 # It writes the raw `corral bench --json` reports and the measurements to bench/results/,
 # BENCHMARKS.md at the repository root, and bench/results/throughput.png (`corral bench chart`).
 #
-#   bench/compare.sh                  full run (about 20 minutes on 2 cores)
-#   QUICK=1 bench/compare.sh          quick run (a few minutes): 3 s per workload, 100,000 znodes
+#   bench/compare.sh                  full run (about 50 minutes on 2 cores)
+#   QUICK=1 bench/compare.sh          quick run (a few minutes): 3 s per workload, one round,
+#                                     100,000 znodes
 #
 # Settings (environment; QUICK=1 changes the defaults marked *):
 #   DURATION=20*      measured seconds per workload (QUICK: 3)
 #   WARMUP=3*         unrecorded warm-up seconds before each (QUICK: 1)
+#   ROUNDS=3*         rounds per setup (QUICK: 1). Each round starts every server afresh and
+#                     runs every workload against it; the servers take turns (Corral, ZooKeeper,
+#                     then ZooKeeper, Corral, ...), so drift on a shared machine hits both alike.
+#                     A workload's row reports the round with the median throughput.
 #   CLIENTS=16 IN_FLIGHT=8 VALUE_SIZE=100 KEYS=10000   the load (corral bench options)
 #   BENCH_THREADS=1   threads of the load generator
 #   WORKLOADS="create get set mixed exists get-children multi sessions watch"
@@ -47,9 +52,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd -P)
 
 QUICK=${QUICK:-0}
-if [ "$QUICK" = 1 ]; then def_dur=3 def_warm=1 def_znodes=100000; else def_dur=20 def_warm=3 def_znodes=1000000; fi
+if [ "$QUICK" = 1 ]; then def_dur=3 def_warm=1 def_rounds=1 def_znodes=100000; else def_dur=20 def_warm=3 def_rounds=3 def_znodes=1000000; fi
 DURATION=${DURATION:-$def_dur}
 WARMUP=${WARMUP:-$def_warm}
+ROUNDS=${ROUNDS:-$def_rounds}
 CLIENTS=${CLIENTS:-16}
 IN_FLIGHT=${IN_FLIGHT:-8}
 VALUE_SIZE=${VALUE_SIZE:-100}
@@ -70,9 +76,10 @@ KEEP_WORK=${KEEP_WORK:-0}
 REPORT_ONLY=${REPORT_ONLY:-0}
 
 die() { echo "compare: $*" >&2; exit 1; }
-for v in DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS BENCH_THREADS STARTS ZNODES SETTLE SERVE_TIMEOUT; do
+for v in DURATION WARMUP ROUNDS CLIENTS IN_FLIGHT VALUE_SIZE KEYS BENCH_THREADS STARTS ZNODES SETTLE SERVE_TIMEOUT; do
   case "${!v}" in '' | *[!0-9]*) die "$v must be a whole number, not '${!v}'" ;; esac
 done
+[ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
 command -v python3 >/dev/null || die "python3 is needed"
 
 bin=${CORRAL_BIN:-$here/target/release/corral}
@@ -303,13 +310,13 @@ start() {
 # ---- running the workloads ------------------------------------------------------------------
 label() { case "$1" in corral) echo Corral ;; zookeeper) echo "ZooKeeper" ;; esac; }
 
-run_workloads() { # setup server
-  local setup=$1 server=$2 w json txt list i rc
+run_workloads() { # setup server round
+  local setup=$1 server=$2 round=$3 w json txt list i rc
   list=$(printf '127.0.0.1:%s,' "${cur_ports[@]}")
   list=${list%,}
   for w in $WORKLOADS; do
-    json=$RESULTS/$setup-$server-$w.json
-    txt=$work/$setup-$server-$w.txt
+    json=$RESULTS/$setup-$server-$w.r$round.json
+    txt=$work/$setup-$server-$w.r$round.txt
     rc=0
     "$bin" bench --server "$list" --workload "$w" --clients "$CLIENTS" --in-flight "$IN_FLIGHT" \
       --value-size "$VALUE_SIZE" --keys "$KEYS" --duration "${DURATION}s" --warmup "${WARMUP}s" \
@@ -327,11 +334,23 @@ run_workloads() { # setup server
   done
 }
 
-bench_setup() { # setup server
-  local setup=$1 server=$2 key=$1.$2 dir before after i serve='' all=''
-  echo "== $setup: $(label "$server")"
+bench_setup() { # setup server round
+  local setup=$1 server=$2 round=$3 key=$1.$2 dir before after i serve='' all='' starts=$STARTS
+  echo "== $setup: $(label "$server"), round $round of $ROUNDS"
+  if [ "$round" -gt 1 ]; then
+    # Later rounds only repeat the load, on a fresh server; start-up and RSS are round 1's.
+    if ! start "$setup" "$server" "$work/$setup-$server/round$round"; then
+      metric "$key.failed" "did not start (round $round)"
+      stop_all
+      return 0
+    fi
+    if ! run_workloads "$setup" "$server" "$round"; then metric "$key.failed" "a member exited (round $round)"; fi
+    stop_all
+    rm -rf "$work/$setup-$server/round$round"
+    return 0
+  fi
   # STARTS start-ups on fresh data directories; the last one stays up for the load.
-  for ((i = 1; i <= STARTS || i == 1; i++)); do
+  for ((i = 1; i <= starts || i == 1; i++)); do
     dir=$work/$setup-$server/start$i
     if ! start "$setup" "$server" "$dir"; then
       metric "$key.failed" "did not start"
@@ -339,7 +358,7 @@ bench_setup() { # setup server
       return 0
     fi
     serve+=" $SERVE_MS" all+=" $ALL_MS"
-    if [ "$i" -lt "$STARTS" ]; then stop_all; fi
+    if [ "$i" -lt "$starts" ]; then stop_all; fi
   done
   serve=${serve# } all=${all# }
   srvr "${cur_ports[0]}" && [ -n "$VERSION" ] && metric "$server.version" "$VERSION"
@@ -353,7 +372,7 @@ bench_setup() { # setup server
   sleep "$SETTLE"
   before=$(rss_kb "${cur_pids[@]}")
   metric "$key.rss_idle_kb" "$before"
-  if ! run_workloads "$setup" "$server"; then metric "$key.failed" "a member exited"; fi
+  if ! run_workloads "$setup" "$server" 1; then metric "$key.failed" "a member exited"; fi
   sleep "$SETTLE"
   after=$(rss_kb "${cur_pids[@]}")
   metric "$key.rss_after_kb" "$after"
@@ -434,7 +453,15 @@ if [ "$REPORT_ONLY" != 1 ]; then
   echo "load: $CLIENTS clients x $IN_FLIGHT in flight, $VALUE_SIZE-byte values, $KEYS keys, ${DURATION}s per workload after ${WARMUP}s warm-up"
   for setup in $SETUPS; do
     case "$setup" in standalone | ensemble) ;; *) die "unknown setup '$setup' in SETUPS" ;; esac
-    for server in "${servers[@]}"; do bench_setup "$setup" "$server"; done
+    for ((round = 1; round <= ROUNDS; round++)); do
+      # Take turns: odd rounds in the order given, even rounds reversed.
+      order=("${servers[@]}")
+      if [ $((round % 2)) = 0 ]; then
+        order=()
+        for ((i = ${#servers[@]} - 1; i >= 0; i--)); do order+=("${servers[$i]}"); done
+      fi
+      for server in "${order[@]}"; do bench_setup "$setup" "$server" "$round"; done
+    done
   done
   if [ "$DATASET" = 1 ]; then
     for server in "${servers[@]}"; do dataset "$server"; done
@@ -449,7 +476,7 @@ if [ "$REPORT_ONLY" != 1 ]; then
     java_v=$( { java -version 2>&1 || true; } | head -n 1)
     cores=$(nproc) kernel=$(uname -r) servers_run="${servers[*]}"
   }
-  for v in QUICK DURATION WARMUP CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET \
+  for v in QUICK DURATION WARMUP ROUNDS CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET \
     ZK_JVM_FLAGS STARTS SETTLE started elapsed_s fs_type cpu mem_gib rev java_v cores kernel servers_run; do
     metric "env.$v" "${!v}"
   done
@@ -457,7 +484,7 @@ fi
 
 # ---- the report -----------------------------------------------------------------------------
 python3 - "$RESULTS" "$OUT" "$here" <<'PY'
-import json, os, sys
+import glob, json, os, re, sys
 
 results, out, root = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -476,12 +503,34 @@ zk_version = m.get("zookeeper.version", "3.8")
 if "zookeeper" in servers:
     label["zookeeper"] = f"ZooKeeper {zk_version}"
 
-def report(setup, server, w):
+rounds_run = int(env.get("ROUNDS", "1"))
+
+def load(path):
     try:
-        with open(os.path.join(results, f"{setup}-{server}-{w}.json")) as f:
+        with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+def round_reports(setup, server, w):
+    """Every round's report in round order; None for a round that left no report."""
+    base = os.path.join(results, f"{setup}-{server}-{w}")
+    found = {}
+    for path in glob.glob(glob.escape(base) + ".r*.json"):
+        k = re.search(r"\.r(\d+)\.json$", path)
+        if k:
+            found[int(k.group(1))] = load(path)
+    if not found:  # results written before rounds existed: one report, no round number
+        return [load(base + ".json")]
+    return [found.get(i) for i in range(1, max(rounds_run, max(found)) + 1)]
+
+def report(setup, server, w):
+    """The report of the round with the median throughput (the lower one of an even count)."""
+    ok = [r for r in round_reports(setup, server, w) if r]
+    if not ok:
+        return None
+    ok.sort(key=lambda r: r["ops_per_sec"])
+    return ok[(len(ok) - 1) // 2]
 
 def samples(key):
     try:
@@ -545,6 +594,14 @@ L.append("How things are measured: start-up (and restart) to serving is from sta
          "RSS is `VmRSS` from `/proc`, summed over the three processes of an ensemble, read "
          f"{env['SETTLE']} s after the server started serving (idle before the load) and "
          f"{env['SETTLE']} s after the last workload (idle after the load).\n")
+if rounds_run > 1:
+    L.append(f"Every workload ran {rounds_run} times per server and setup, in {rounds_run} rounds: a "
+             "round starts a server (or ensemble) afresh and runs every workload against it, and the "
+             "two servers take turns (Corral then ZooKeeper in odd rounds, the other way round in "
+             "even ones), so that drift on this shared machine hits both alike. A row shows the "
+             "round with the median throughput, with every round's throughput in brackets in "
+             "round order; its latencies are that round's. Start-up and RSS are from the first "
+             "round.\n")
 if setups:
     L.append("![Throughput per workload, Corral and ZooKeeper](bench/results/throughput.png)\n")
 
@@ -557,7 +614,7 @@ for setup in setups:
             L.append(f"**{label[s]}: {why}** (see the script's output).\n")
     hdr = ["workload"]
     for s in servers:
-        hdr.append(f"{label[s]} ops/s")
+        hdr.append(f"{label[s]} ops/s" + (", median (rounds)" if rounds_run > 1 else ""))
     if both:
         hdr.append("ratio")
     for s in servers:
@@ -579,6 +636,9 @@ for setup in setups:
             cell = n(tput[s]) if r else "failed"
             if r and r.get("aborted"):
                 cell += " (aborted)"
+            every = round_reports(setup, s, w)
+            if r and len(every) > 1:
+                cell += " (" + ", ".join(n(x["ops_per_sec"]) if x else "failed" for x in every) + ")"
             row.append(cell)
         if both:
             row.append(ratio(tput["corral"], tput["zookeeper"]))
@@ -711,13 +771,13 @@ if os.path.exists(notes):
         L.append(f.read().rstrip() + "\n")
 
 L.append("## Reproducing\n")
-L.append("```sh\nbench/compare.sh             # full run, about 20 minutes on 2 cores\n"
-         "QUICK=1 bench/compare.sh     # a few minutes: 3 s per workload, 100,000 znodes\n```\n")
+L.append("```sh\nbench/compare.sh             # full run, about 50 minutes on 2 cores\n"
+         "QUICK=1 bench/compare.sh     # a few minutes: 3 s per workload, one round, 100,000 znodes\n```\n")
 L.append("Settings are environment variables (DURATION, WARMUP, CLIENTS, IN_FLIGHT, VALUE_SIZE, KEYS, "
-         "WORKLOADS, SETUPS, SERVERS, DATASET, ZNODES, ZK_JVM_FLAGS, ...; see the script's header). "
+         "ROUNDS, WORKLOADS, SETUPS, SERVERS, DATASET, ZNODES, ZK_JVM_FLAGS, ...; see the script's header). "
          "It installs nothing: Apache ZooKeeper is measured when Debian's `zookeeper` package is "
          "installed. The raw `corral bench --json` reports are in `bench/results/` "
-         "(`SETUP-SERVER-WORKLOAD.json`), with `metrics.tsv` (start-up, RSS, data set) and "
+         "(`SETUP-SERVER-WORKLOAD.rROUND.json`), with `metrics.tsv` (start-up, RSS, data set) and "
          "`chart.json` (the chart's input, `corral bench chart --input bench/results/chart.json "
          "--output bench/results/throughput.png`).\n")
 
