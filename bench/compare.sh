@@ -133,7 +133,7 @@ metrics=$RESULTS/metrics.tsv
 if [ "$REPORT_ONLY" = 1 ]; then
   [ -f "$metrics" ] || die "REPORT_ONLY=1 but $metrics does not exist"
 else
-  rm -f "$RESULTS"/*.json "$metrics" "$RESULTS"/throughput.png
+  rm -f "$RESULTS"/*.json "$RESULTS"/*.log "$metrics" "$RESULTS"/throughput.png
   : >"$metrics"
 fi
 metric() { printf '%s\t%s\n' "$1" "$2" >>"$metrics"; }
@@ -228,6 +228,18 @@ stop_all() { # SIGTERM what runs now, SIGKILL after 30 s
   done
   all_pids=("${keep[@]}")
   cur_pids=() cur_ports=() cur_logs=()
+}
+
+# keep_logs NAME FILE...: copies the last lines of the given files and of every member's log
+# to RESULTS/NAME.log, so that a failed workload can be looked into after the scratch
+# directory is gone.
+keep_logs() {
+  local name=$1 l
+  shift
+  for l in "$@" "${cur_logs[@]}"; do
+    echo "--- last lines of $l"
+    tr '\r' '\n' <"$l" | grep -v '^$' | tail -n 200
+  done >"$RESULTS/$name.log" 2>&1 || true
 }
 
 show_logs() {
@@ -327,6 +339,7 @@ run_workloads() { # setup server round
     if [ "$rc" != 0 ]; then
       echo "  $w failed (exit $rc):"
       tail -n 5 "$txt.err" | sed 's/^/  | /'
+      keep_logs "$setup-$server-$w.r$round" "$txt.err"
     fi
     for ((i = 0; i < ${#cur_pids[@]}; i++)); do
       alive "${cur_pids[$i]}" || { echo "  member $((i + 1)) exited during $w"; show_logs; return 1; }
@@ -524,13 +537,17 @@ def round_reports(setup, server, w):
         return [load(base + ".json")]
     return [found.get(i) for i in range(1, max(rounds_run, max(found)) + 1)]
 
+def completed(r):
+    return r is not None and not r.get("aborted")
+
 def report(setup, server, w):
-    """The report of the round with the median throughput (the lower one of an even count)."""
-    ok = [r for r in round_reports(setup, server, w) if r]
-    if not ok:
-        return None
-    ok.sort(key=lambda r: r["ops_per_sec"])
-    return ok[(len(ok) - 1) // 2]
+    """The report of the round with the median throughput (the lower one of an even count),
+    among the rounds that ran to the end; an aborted round's report if no round did."""
+    every = round_reports(setup, server, w)
+    ok = sorted((r for r in every if completed(r)), key=lambda r: r["ops_per_sec"])
+    if ok:
+        return ok[(len(ok) - 1) // 2]
+    return next((r for r in every if r), None)
 
 def samples(key):
     try:
@@ -638,7 +655,7 @@ for setup in setups:
                 cell += " (aborted)"
             every = round_reports(setup, s, w)
             if r and len(every) > 1:
-                cell += " (" + ", ".join(n(x["ops_per_sec"]) if x else "failed" for x in every) + ")"
+                cell += " (" + ", ".join(n(x["ops_per_sec"]) if completed(x) else "failed" for x in every) + ")"
             row.append(cell)
         if both:
             row.append(ratio(tput["corral"], tput["zookeeper"]))
