@@ -17,7 +17,7 @@ pub mod client;
 pub mod report;
 pub mod workload;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -804,13 +804,52 @@ struct WatchShared {
     measure_from: Instant,
     stall: Duration,
     stop: CancellationToken,
+    /// Per watcher: what it waits for (`WAITING_FOR_REPLY` or `WAITING_FOR_EVENT`), so that a
+    /// stall can say where it is stuck.
+    waiting: Vec<AtomicU8>,
+    /// Sets sent so far, and per watcher the number of the set whose event it saw last.
+    sets: AtomicU64,
+    event_of_set: Vec<AtomicU64>,
+    /// Events that arrived before the reply to the getData that was to set their watch:
+    /// a server that does this breaks the one-event-per-round count, so it is reported.
+    early_events: AtomicU64,
 }
+
+const WAITING_FOR_REPLY: u8 = 0;
+const WAITING_FOR_EVENT: u8 = 1;
 
 impl WatchShared {
     fn armed_one(&self) {
         if self.armed.fetch_add(1, Ordering::AcqRel) + 1 >= self.watchers {
             self.all_armed.notify_one();
         }
+    }
+
+    /// What a stall looks like: how many watchers of each server wait for what.
+    fn stall_report(&self, servers: &[String]) -> String {
+        let mut parts = Vec::new();
+        let sets = self.sets.load(Ordering::Acquire);
+        for (s, addr) in servers.iter().enumerate() {
+            let (mut reply, mut no_event) = (0, 0);
+            for i in (s..self.waiting.len()).step_by(servers.len().max(1)) {
+                if self.waiting[i].load(Ordering::Acquire) == WAITING_FOR_REPLY {
+                    reply += 1;
+                } else if self.event_of_set[i].load(Ordering::Acquire) < sets {
+                    no_event += 1;
+                }
+            }
+            parts.push(format!(
+                "{addr}: {no_event} watchers without the event of set {sets}, \
+                 {reply} waiting for a getData reply"
+            ));
+        }
+        let early = self.early_events.load(Ordering::Acquire);
+        if early > 0 {
+            parts.push(format!(
+                "{early} events arrived before the reply to the getData that set the watch"
+            ));
+        }
+        parts.join("; ")
     }
 }
 
@@ -824,17 +863,38 @@ fn decode_error(c: &Connection, source: crate::jute::DecodeError) -> ClientError
 /// A watcher: arm a data watch, wait for its event, record the latency, re-arm.
 async fn watcher(
     mut c: Connection,
+    index: usize,
     sh: Arc<WatchShared>,
     st: Arc<Mutex<Stats>>,
 ) -> Result<Connection, ClientError> {
     loop {
         let x = c.next_xid();
         encode_path_watch(c.out(), x, OpCode::GetData, &sh.key, true);
+        sh.waiting[index].store(WAITING_FOR_REPLY, Ordering::Release);
         c.flush().await?;
-        let (h, _) = c.read_reply(x, sh.stall).await?;
+        let h = loop {
+            let frame = c.read_frame(sh.stall).await?;
+            let h = ReplyHeader::read(&mut crate::jute::Reader::new(frame))
+                .map_err(|e| decode_error(&c, e))?;
+            match h.xid {
+                got if got == x => break h,
+                xid::NOTIFICATION => {
+                    sh.early_events.fetch_add(1, Ordering::AcqRel);
+                }
+                xid::PING | xid::AUTH | xid::SET_WATCHES => {}
+                got => {
+                    return Err(ClientError::XidMismatch {
+                        addr: c.addr.clone(),
+                        got,
+                        expected: Some(x),
+                    })
+                }
+            }
+        };
         if h.err != 0 {
             lock(&st).record(OpKind::Get, 0, h.err, true);
         }
+        sh.waiting[index].store(WAITING_FOR_EVENT, Ordering::Release);
         sh.armed_one();
         // Wait for the event (or the end of the run), skipping anything else.
         let (now, mut r) = loop {
@@ -846,7 +906,11 @@ async fn watcher(
             let mut r = crate::jute::Reader::new(frame);
             let h = ReplyHeader::read(&mut r).map_err(|e| decode_error(&c, e))?;
             match h.xid {
-                xid::NOTIFICATION => break (now, r),
+                xid::NOTIFICATION => {
+                    let set = sh.sets.load(Ordering::Acquire);
+                    sh.event_of_set[index].store(set, Ordering::Release);
+                    break (now, r);
+                }
                 xid::PING | xid::AUTH | xid::SET_WATCHES => continue,
                 got => {
                     return Err(ClientError::XidMismatch {
@@ -908,6 +972,10 @@ async fn run_watch(
         measure_from: start + args.warmup,
         stall: run.stall,
         stop: CancellationToken::new(),
+        waiting: (0..n).map(|_| AtomicU8::new(WAITING_FOR_REPLY)).collect(),
+        sets: AtomicU64::new(0),
+        event_of_set: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        early_events: AtomicU64::new(0),
     });
     let measure_from = sh.measure_from;
     let end = measure_from + args.duration;
@@ -933,7 +1001,7 @@ async fn run_watch(
             let sh = sh.clone();
             let abort = run.abort.clone();
             tokio::spawn(async move {
-                let r = watcher(c, sh.clone(), st).await;
+                let r = watcher(c, i, sh.clone(), st).await;
                 if r.is_err() {
                     abort.store(true, Ordering::SeqCst);
                     sh.all_armed.notify_one();
@@ -954,9 +1022,10 @@ async fn run_watch(
                 }
                 if tokio::time::timeout(run.stall, notified).await.is_err() {
                     return Err(format!(
-                        "watchers stalled: {} of {n} re-armed within {} s",
+                        "watchers stalled: {} of {n} re-armed within {} s ({})",
                         sh.armed.load(Ordering::Acquire),
-                        run.stall.as_secs()
+                        run.stall.as_secs(),
+                        sh.stall_report(&run.servers)
                     ));
                 }
             }
@@ -964,6 +1033,7 @@ async fn run_watch(
                 break;
             }
             sh.armed.store(0, Ordering::Release);
+            sh.sets.fetch_add(1, Ordering::AcqRel);
             let x = writer.next_xid();
             encode_set(writer.out(), x, &key, value);
             let t = Instant::now();
@@ -1101,5 +1171,40 @@ mod tests {
         assert_eq!(window(t, t + s(10), t + s(12)), s(10));
         assert_eq!(window(t, t + s(10), t + s(4)), s(4));
         assert_eq!(window(t + s(2), t + s(10), t + s(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_watch_stall_says_which_watchers_wait_for_what_on_which_server() {
+        let n = 6;
+        let now = Instant::now();
+        let sh = WatchShared {
+            key: "/k".into(),
+            watchers: n,
+            armed: AtomicUsize::new(0),
+            all_armed: tokio::sync::Notify::new(),
+            base: now,
+            set_at_ns: AtomicU64::new(0),
+            measure_from: now,
+            stall: Duration::from_secs(30),
+            stop: CancellationToken::new(),
+            waiting: (0..n).map(|_| AtomicU8::new(WAITING_FOR_EVENT)).collect(),
+            sets: AtomicU64::new(7),
+            event_of_set: (0..n).map(|_| AtomicU64::new(7)).collect(),
+            early_events: AtomicU64::new(0),
+        };
+        // Watchers 0, 2, 4 are on server a, 1, 3, 5 on server b (as connect_all spreads them).
+        sh.event_of_set[2].store(6, Ordering::Release);
+        sh.event_of_set[4].store(6, Ordering::Release);
+        sh.waiting[3].store(WAITING_FOR_REPLY, Ordering::Release);
+        let servers = ["a:1".to_string(), "b:2".to_string()];
+        assert_eq!(
+            sh.stall_report(&servers),
+            "a:1: 2 watchers without the event of set 7, 0 waiting for a getData reply; \
+             b:2: 0 watchers without the event of set 7, 1 waiting for a getData reply"
+        );
+        sh.early_events.store(3, Ordering::Release);
+        assert!(sh
+            .stall_report(&servers)
+            .ends_with("; 3 events arrived before the reply to the getData that set the watch"));
     }
 }
