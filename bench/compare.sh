@@ -348,7 +348,7 @@ run_workloads() { # setup server round
 }
 
 bench_setup() { # setup server round
-  local setup=$1 server=$2 round=$3 key=$1.$2 dir before after i serve='' all='' starts=$STARTS
+  local setup=$1 server=$2 round=$3 key=$1.$2 dir before after i serve='' all=''
   echo "== $setup: $(label "$server"), round $round of $ROUNDS"
   if [ "$round" -gt 1 ]; then
     # Later rounds only repeat the load, on a fresh server; start-up and RSS are round 1's.
@@ -363,7 +363,7 @@ bench_setup() { # setup server round
     return 0
   fi
   # STARTS start-ups on fresh data directories; the last one stays up for the load.
-  for ((i = 1; i <= starts || i == 1; i++)); do
+  for ((i = 1; i <= STARTS || i == 1; i++)); do
     dir=$work/$setup-$server/start$i
     if ! start "$setup" "$server" "$dir"; then
       metric "$key.failed" "did not start"
@@ -371,7 +371,7 @@ bench_setup() { # setup server round
       return 0
     fi
     serve+=" $SERVE_MS" all+=" $ALL_MS"
-    if [ "$i" -lt "$starts" ]; then stop_all; fi
+    if [ "$i" -lt "$STARTS" ]; then stop_all; fi
   done
   serve=${serve# } all=${all# }
   srvr "${cur_ports[0]}" && [ -n "$VERSION" ] && metric "$server.version" "$VERSION"

@@ -264,12 +264,25 @@ impl Connection {
         want: i32,
         wait: Duration,
     ) -> Result<(ReplyHeader, Reader), ClientError> {
+        self.read_reply_noting_events(want, wait, || {}).await
+    }
+
+    /// [`Connection::read_reply`], calling `on_event` for every watch event skipped on the way.
+    pub async fn read_reply_noting_events(
+        &mut self,
+        want: i32,
+        wait: Duration,
+        mut on_event: impl FnMut(),
+    ) -> Result<(ReplyHeader, Reader), ClientError> {
         loop {
             let frame = self.read_frame(wait).await?;
             let mut r = Reader::new(frame);
             let h = ReplyHeader::read(&mut r).map_err(|e| self.decode_err(e))?;
             if h.xid == want {
                 return Ok((h, r));
+            }
+            if h.xid == xid::NOTIFICATION {
+                on_event();
             }
             if h.xid >= 0 {
                 return Err(ClientError::XidMismatch {

@@ -872,25 +872,11 @@ async fn watcher(
         encode_path_watch(c.out(), x, OpCode::GetData, &sh.key, true);
         sh.waiting[index].store(WAITING_FOR_REPLY, Ordering::Release);
         c.flush().await?;
-        let h = loop {
-            let frame = c.read_frame(sh.stall).await?;
-            let h = ReplyHeader::read(&mut crate::jute::Reader::new(frame))
-                .map_err(|e| decode_error(&c, e))?;
-            match h.xid {
-                got if got == x => break h,
-                xid::NOTIFICATION => {
-                    sh.early_events.fetch_add(1, Ordering::AcqRel);
-                }
-                xid::PING | xid::AUTH | xid::SET_WATCHES => {}
-                got => {
-                    return Err(ClientError::XidMismatch {
-                        addr: c.addr.clone(),
-                        got,
-                        expected: Some(x),
-                    })
-                }
-            }
-        };
+        let (h, _) = c
+            .read_reply_noting_events(x, sh.stall, || {
+                sh.early_events.fetch_add(1, Ordering::AcqRel);
+            })
+            .await?;
         if h.err != 0 {
             lock(&st).record(OpKind::Get, 0, h.err, true);
         }
