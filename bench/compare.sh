@@ -21,6 +21,13 @@
 #                     runs every workload against it; the servers take turns (Corral, ZooKeeper,
 #                     then ZooKeeper, Corral, ...), so drift on a shared machine hits both alike.
 #                     A workload's row reports the round with the median throughput.
+#   ATTEMPTS=10       runs of a workload per round at most: a run that aborts (a stall, an
+#                     error) while every member is still up is repeated on the same servers
+#                     (after one request to each), so a round reports a run that finished. Aborted runs are kept as
+#                     RESULTS/SETUP-SERVER-WORKLOAD.rROUND.aN.json and counted in the table.
+#                     (ZooKeeper 3.8.0's ensemble `watch` stalls in most 20 s runs: a missed
+#                     wake-up in its CommitProcessor, ZOOKEEPER-4537, fixed in 3.8.1.)
+#   STALL=10          seconds without a reply or event after which a run counts as stalled
 #   CLIENTS=16 IN_FLIGHT=8 VALUE_SIZE=100 KEYS=10000   the load (corral bench options)
 #   BENCH_THREADS=1   threads of the load generator
 #   WORKLOADS="create get set mixed exists get-children multi sessions watch"
@@ -56,6 +63,8 @@ if [ "$QUICK" = 1 ]; then def_dur=3 def_warm=1 def_rounds=1 def_znodes=100000; e
 DURATION=${DURATION:-$def_dur}
 WARMUP=${WARMUP:-$def_warm}
 ROUNDS=${ROUNDS:-$def_rounds}
+ATTEMPTS=${ATTEMPTS:-10}
+STALL=${STALL:-10}
 CLIENTS=${CLIENTS:-16}
 IN_FLIGHT=${IN_FLIGHT:-8}
 VALUE_SIZE=${VALUE_SIZE:-100}
@@ -328,21 +337,33 @@ run_workloads() { # setup server round
   list=${list%,}
   for w in $WORKLOADS; do
     json=$RESULTS/$setup-$server-$w.r$round.json
-    txt=$work/$setup-$server-$w.r$round.txt
-    rc=0
-    "$bin" bench --server "$list" --workload "$w" --clients "$CLIENTS" --in-flight "$IN_FLIGHT" \
-      --value-size "$VALUE_SIZE" --keys "$KEYS" --duration "${DURATION}s" --warmup "${WARMUP}s" \
-      --threads "$BENCH_THREADS" --json "$json" >"$txt" 2>"$txt.err" || rc=$?
-    printf '  %-13s %s  %s\n' "$w" \
-      "$(sed -n 's/^throughput *//p' "$txt" | head -n 1)" \
-      "$(sed -n 's/^latency ms *//p' "$txt" | head -n 1)"
-    if [ "$rc" != 0 ]; then
-      echo "  $w failed (exit $rc):"
-      tail -n 5 "$txt.err" | sed 's/^/  | /'
-      keep_logs "$setup-$server-$w.r$round" "$txt.err"
-    fi
-    for ((i = 0; i < ${#cur_pids[@]}; i++)); do
-      alive "${cur_pids[$i]}" || { echo "  member $((i + 1)) exited during $w"; show_logs; return 1; }
+    rm -f "$RESULTS/$setup-$server-$w.r$round".a*.json
+    for ((attempt = 1; ; attempt++)); do
+      txt=$work/$setup-$server-$w.r$round.a$attempt.txt
+      rc=0
+      "$bin" bench --server "$list" --workload "$w" --clients "$CLIENTS" --in-flight "$IN_FLIGHT" \
+        --value-size "$VALUE_SIZE" --keys "$KEYS" --duration "${DURATION}s" --warmup "${WARMUP}s" \
+        --threads "$BENCH_THREADS" --stall-timeout "${STALL}s" --json "$json" >"$txt" 2>"$txt.err" || rc=$?
+      printf '  %-13s %s  %s\n' "$w" \
+        "$(sed -n 's/^throughput *//p' "$txt" | head -n 1)" \
+        "$(sed -n 's/^latency ms *//p' "$txt" | head -n 1)"
+      if [ "$rc" != 0 ]; then
+        echo "  $w failed (exit $rc):"
+        tail -n 5 "$txt.err" | sed 's/^/  | /'
+        keep_logs "$setup-$server-$w.r$round.a$attempt" "$txt.err"
+      fi
+      for ((i = 0; i < ${#cur_pids[@]}; i++)); do
+        alive "${cur_pids[$i]}" || { echo "  member $((i + 1)) exited during $w"; show_logs; return 1; }
+      done
+      [ "$rc" != 0 ] && [ "$attempt" -lt "$ATTEMPTS" ] || break
+      # Keep the aborted run's report and run it again on the same (warm) servers, after one
+      # request to every member: a client's next request (a ping, at the latest) is what ends
+      # a ZOOKEEPER-4537 stall.
+      [ -f "$json" ] && mv "$json" "$RESULTS/$setup-$server-$w.r$round.a$attempt.json"
+      for ((i = 0; i < ${#cur_ports[@]}; i++)); do
+        timeout 30 "$bin" cli -server "127.0.0.1:${cur_ports[$i]}" stat / >/dev/null 2>&1 || true
+      done
+      echo "  repeating $w (run $((attempt + 1)) of at most $ATTEMPTS)"
     done
   done
 }
@@ -489,7 +510,7 @@ if [ "$REPORT_ONLY" != 1 ]; then
     java_v=$( { java -version 2>&1 || true; } | head -n 1)
     cores=$(nproc) kernel=$(uname -r) servers_run="${servers[*]}"
   }
-  for v in QUICK DURATION WARMUP ROUNDS CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET \
+  for v in QUICK DURATION WARMUP ROUNDS ATTEMPTS STALL CLIENTS IN_FLIGHT VALUE_SIZE KEYS ZNODES WORKLOADS SETUPS DATASET \
     ZK_JVM_FLAGS STARTS SETTLE started elapsed_s fs_type cpu mem_gib rev java_v cores kernel servers_run; do
     metric "env.$v" "${!v}"
   done
@@ -539,6 +560,11 @@ def round_reports(setup, server, w):
 
 def completed(r):
     return r is not None and not r.get("aborted")
+
+def repeated(setup, server, w):
+    """How many runs aborted and were repeated (ATTEMPTS), over every round."""
+    base = os.path.join(results, f"{setup}-{server}-{w}")
+    return len(glob.glob(glob.escape(base) + ".r*.a*.json"))
 
 def report(setup, server, w):
     """The report of the round with the median throughput (the lower one of an even count),
@@ -619,6 +645,14 @@ if rounds_run > 1:
              "round with the median throughput, with every round's throughput in brackets in "
              "round order; its latencies are that round's. Start-up and RSS are from the first "
              "round.\n")
+attempts = int(env.get("ATTEMPTS", "1"))
+if attempts > 1:
+    L.append(f"A run that aborted (no reply or event for {env.get('STALL', '?')} s, or an error) "
+             f"while every member was still up was run "
+             f"again on the same servers, after one request to each member, up to {attempts} runs "
+             "per round; a cell says how many "
+             "aborted runs were repeated, and their reports are kept beside the others "
+             "(`*.rROUND.aRUN.json`).\n")
 if setups:
     L.append("![Throughput per workload, Corral and ZooKeeper](bench/results/throughput.png)\n")
 
@@ -656,6 +690,9 @@ for setup in setups:
             every = round_reports(setup, s, w)
             if r and len(every) > 1:
                 cell += " (" + ", ".join(n(x["ops_per_sec"]) if completed(x) else "failed" for x in every) + ")"
+            k = repeated(setup, s, w)
+            if k:
+                cell += f"; {k} aborted run{'s' if k > 1 else ''} repeated"
             row.append(cell)
         if both:
             row.append(ratio(tput["corral"], tput["zookeeper"]))
@@ -791,7 +828,7 @@ L.append("## Reproducing\n")
 L.append("```sh\nbench/compare.sh             # full run, about 50 minutes on 2 cores\n"
          "QUICK=1 bench/compare.sh     # a few minutes: 3 s per workload, one round, 100,000 znodes\n```\n")
 L.append("Settings are environment variables (DURATION, WARMUP, CLIENTS, IN_FLIGHT, VALUE_SIZE, KEYS, "
-         "ROUNDS, WORKLOADS, SETUPS, SERVERS, DATASET, ZNODES, ZK_JVM_FLAGS, ...; see the script's header). "
+         "ROUNDS, ATTEMPTS, STALL, WORKLOADS, SETUPS, SERVERS, DATASET, ZNODES, ZK_JVM_FLAGS, ...; see the script's header). "
          "It installs nothing: Apache ZooKeeper is measured when Debian's `zookeeper` package is "
          "installed. The raw `corral bench --json` reports are in `bench/results/` "
          "(`SETUP-SERVER-WORKLOAD.rROUND.json`), with `metrics.tsv` (start-up, RSS, data set) and "

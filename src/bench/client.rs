@@ -55,12 +55,21 @@ pub enum ClientError {
         got: i32,
         expected: Option<i32>,
     },
-    #[error("no reply from {addr} for {secs} s with {outstanding} requests outstanding")]
+    #[error("no reply from {addr} for {} with {outstanding} requests outstanding", span(*.waited))]
     Stalled {
         addr: String,
-        secs: u64,
+        waited: Duration,
         outstanding: usize,
     },
+}
+
+/// A wait as people write it: "30 s" for whole seconds, "1500 ms" otherwise.
+pub fn span(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 /// A request sent and not yet answered.
@@ -232,7 +241,7 @@ impl Connection {
             Ok(r) => r,
             Err(_) => Err(ClientError::Stalled {
                 addr: self.addr.clone(),
-                secs: wait.as_secs(),
+                waited: wait,
                 outstanding: 1,
             }),
         }
@@ -426,7 +435,7 @@ impl Connection {
                             Err(_) => {
                                 return Err(ClientError::Stalled {
                                     addr: addr.to_string(),
-                                    secs: ctl.stall_timeout.as_secs(),
+                                    waited: ctl.stall_timeout,
                                     outstanding,
                                 })
                             }

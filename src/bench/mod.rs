@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// Session timeout asked for; idle connections ping every third of it.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub session_timeout: Duration,
+    /// How long the run waits for a reply or a watch event before it ends as stalled
+    /// (default: the session timeout, at least 10 s).
+    #[arg(long, value_parser = parse_duration)]
+    pub stall_timeout: Option<Duration>,
     /// Threads of the load generator's runtime (one is enough for several hundred thousand
     /// requests a second and leaves the other cores to the server).
     #[arg(long, default_value_t = 1)]
@@ -197,6 +201,17 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     match failure {
         Some(why) => Err(BenchError::Aborted(why)),
         None => Ok(()),
+    }
+}
+
+/// How long a run waits for a reply or an event before it ends as stalled.
+fn stall_timeout(args: &BenchArgs) -> Result<Duration, BenchError> {
+    match args.stall_timeout {
+        Some(d) if d.is_zero() => Err(BenchError::Args(
+            "--stall-timeout must be above zero".into(),
+        )),
+        Some(d) => Ok(d),
+        None => Ok(args.session_timeout.max(Duration::from_secs(10))),
     }
 }
 
@@ -425,12 +440,13 @@ async fn run_async(args: &BenchArgs) -> Result<(Report, Option<String>), BenchEr
         return Err(BenchError::Args("--server lists no server".into()));
     }
     let timeout_ms = args.session_timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    let stall = stall_timeout(args)?;
     let run = Run {
         servers: servers.clone(),
         timeout_ms,
         abort: Arc::new(AtomicBool::new(false)),
         failure: Arc::new(Mutex::new(None)),
-        stall: Duration::from_millis(timeout_ms as u64).max(Duration::from_secs(10)),
+        stall,
         in_flight: args.in_flight,
     };
     let space = KeySpace::new(&args.prefix, args.workload, args.keys);
@@ -1008,9 +1024,9 @@ async fn run_watch(
                 }
                 if tokio::time::timeout(run.stall, notified).await.is_err() {
                     return Err(format!(
-                        "watchers stalled: {} of {n} re-armed within {} s ({})",
+                        "watchers stalled: {} of {n} re-armed within {} ({})",
                         sh.armed.load(Ordering::Acquire),
-                        run.stall.as_secs(),
+                        client::span(run.stall),
                         sh.stall_report(&run.servers)
                     ));
                 }
@@ -1142,6 +1158,96 @@ mod tests {
             "c.png",
         ])
         .is_err());
+    }
+
+    #[test]
+    fn stall_timeout_defaults_to_the_session_timeout_and_rejects_zero() {
+        let a = Cli::parse_from(["bench"]).bench;
+        assert_eq!(stall_timeout(&a).unwrap(), Duration::from_secs(30));
+        let a = Cli::parse_from(["bench", "--session-timeout", "4s"]).bench;
+        assert_eq!(stall_timeout(&a).unwrap(), Duration::from_secs(10));
+        let a = Cli::parse_from(["bench", "--stall-timeout", "1500ms"]).bench;
+        assert_eq!(stall_timeout(&a).unwrap(), Duration::from_millis(1500));
+        let a = Cli::parse_from(["bench", "--stall-timeout", "0s"]).bench;
+        assert!(matches!(stall_timeout(&a), Err(BenchError::Args(m)) if m.contains("above zero")));
+    }
+
+    /// Answers every handshake and then never replies to a request.
+    async fn silent_server() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut hs = vec![0u8; i32::from_be_bytes(len) as usize];
+                    if s.read_exact(&mut hs).await.is_err() {
+                        return;
+                    }
+                    let mut w = crate::jute::Writer::new();
+                    w.write_i32(0);
+                    crate::jute::ConnectResponse {
+                        protocol_version: 0,
+                        timeout_ms: 30_000,
+                        session_id: 0x1234,
+                        passwd: Bytes::from_static(&[0; 16]),
+                        read_only: false,
+                    }
+                    .write(&mut w, true);
+                    let mut out = w.into_inner();
+                    let n = (out.len() - 4) as i32;
+                    out[..4].copy_from_slice(&n.to_be_bytes());
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    // Swallow requests until the client hangs up.
+                    let mut sink = [0u8; 4096];
+                    while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_answering_ends_the_run_after_the_stall_timeout() {
+        let addr = silent_server().await.to_string();
+        let a = Cli::parse_from([
+            "bench",
+            "--server",
+            addr.as_str(),
+            "--workload",
+            "set",
+            "--clients",
+            "1",
+            "--keys",
+            "1",
+            "--duration",
+            "1m",
+            "--stall-timeout",
+            "300ms",
+        ])
+        .bench;
+        // The outer limit only turns a regression into a failure instead of a hang.
+        let ran = tokio::time::timeout(Duration::from_secs(120), run_async(&a)).await;
+        let msg = match ran.expect("the run did not end on the stall") {
+            Ok((_, failure)) => failure.expect("the run should have failed"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            msg.contains(&format!("no reply from {addr} for 300 ms")),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn spans_read_as_seconds_or_milliseconds() {
+        assert_eq!(client::span(Duration::from_secs(30)), "30 s");
+        assert_eq!(client::span(Duration::from_millis(1500)), "1500 ms");
     }
 
     #[test]
