@@ -251,6 +251,11 @@ keep_logs() {
   done >"$RESULTS/$name.log" 2>&1 || true
 }
 
+drop_data() { # DIR: remove a stopped setup's data (an ensemble round of Corral writes ~10 GB of
+  # log segments and snapshots; nothing is purged, as in ZooKeeper by default)
+  [ "$KEEP_WORK" = 1 ] || rm -rf "$1"
+}
+
 show_logs() {
   local l
   for l in "${cur_logs[@]}"; do echo "  --- last lines of $l"; tail -n 15 "$l" | sed 's/^/  | /'; done
@@ -380,7 +385,7 @@ bench_setup() { # setup server round
     fi
     if ! run_workloads "$setup" "$server" "$round"; then metric "$key.failed" "a member exited (round $round)"; fi
     stop_all
-    rm -rf "$work/$setup-$server/round$round"
+    drop_data "$work/$setup-$server/round$round"
     return 0
   fi
   # STARTS start-ups on fresh data directories; the last one stays up for the load.
@@ -392,7 +397,7 @@ bench_setup() { # setup server round
       return 0
     fi
     serve+=" $SERVE_MS" all+=" $ALL_MS"
-    if [ "$i" -lt "$STARTS" ]; then stop_all; fi
+    if [ "$i" -lt "$STARTS" ]; then stop_all; drop_data "$dir"; fi
   done
   serve=${serve# } all=${all# }
   srvr "${cur_ports[0]}" && [ -n "$VERSION" ] && metric "$server.version" "$VERSION"
@@ -412,6 +417,7 @@ bench_setup() { # setup server round
   metric "$key.rss_after_kb" "$after"
   echo "  RSS idle before $((before / 1024)) MiB, after the load $((after / 1024)) MiB"
   stop_all
+  drop_data "$work/$setup-$server"
 }
 
 # ---- the data set ---------------------------------------------------------------------------
@@ -476,6 +482,7 @@ dataset() { # server
   metric "$key.rss_restart_kb" "$(rss_kb "${cur_pids[@]}")"
   echo "  restart to serving ${restarts// /, } ms (${NODES:-?} znodes); RSS $(( $(rss_kb "${cur_pids[@]}") / 1024 )) MiB"
   stop_all
+  drop_data "$dir"
 }
 
 # ---- the run --------------------------------------------------------------------------------
@@ -484,6 +491,10 @@ if [ "$REPORT_ONLY" != 1 ]; then
   started=$(date -u '+%Y-%m-%d %H:%M UTC')
   now; run_t0=$NOW
   echo "results: $RESULTS; scratch: $work"
+  free_gib=$(df -Pk "$work" | awk 'NR == 2 {print int($4 / 1048576)}')
+  if [ "${free_gib:-0}" -lt 25 ]; then
+    echo "warning: $free_gib GiB free under $work; a round of the ensemble writes about 10 GB"
+  fi
   echo "load: $CLIENTS clients x $IN_FLIGHT in flight, $VALUE_SIZE-byte values, $KEYS keys, ${DURATION}s per workload after ${WARMUP}s warm-up"
   for setup in $SETUPS; do
     case "$setup" in standalone | ensemble) ;; *) die "unknown setup '$setup' in SETUPS" ;; esac

@@ -18,6 +18,7 @@
 //! Drawing is done by hand into an RGB buffer: rectangles and text in the public-domain 8×8
 //! bitmap font of the `font8x8` crate, scaled by whole pixels; `png` encodes the buffer.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use font8x8::UnicodeFonts;
@@ -180,7 +181,9 @@ pub fn run(args: ChartArgs) -> Result<(), ChartError> {
         path: shown(&args.output),
         source,
     })?;
-    println!(
+    // What was written is already on disk: a failure to say so is not an error.
+    let _ = writeln!(
+        std::io::stdout(),
         "wrote {} ({}x{})",
         args.output.display(),
         canvas.width,

@@ -12,6 +12,15 @@
 //! Modules: [`client`] is the pipelined wire client, [`workload`] builds the requests,
 //! [`report`] counts and prints.
 
+/// Writes a line to stderr, ignoring a failure: progress and diagnostics must never panic
+/// the load generator (as `eprintln!` does when stderr is a file on a full disk).
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod chart;
 pub mod client;
 pub mod report;
@@ -124,6 +133,8 @@ pub enum BenchError {
     Aborted(String),
     #[error(transparent)]
     Chart(#[from] chart::ChartError),
+    #[error("cannot write the report to stdout: {0}")]
+    Output(std::io::Error),
     #[error("cannot write JSON report to {path}: {source}")]
     Json {
         path: String,
@@ -186,17 +197,23 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let (report, failure) = rt.block_on(run_async(&args))?;
     let text = report.to_text();
     let json_stdout = args.json.as_deref() == Some("-");
-    if json_stdout {
-        eprint!("{text}");
-        println!("{}", report.to_json());
-    } else {
-        print!("{text}");
-    }
-    if let Some(path) = args.json.as_deref().filter(|p| *p != "-") {
-        std::fs::write(path, report.to_json() + "\n").map_err(|source| BenchError::Json {
-            path: path.to_string(),
-            source,
-        })?;
+    {
+        use std::io::Write as _;
+        let shown = if json_stdout {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+            std::io::stdout().write_all((report.to_json() + "\n").as_bytes())
+        } else {
+            std::io::stdout().write_all(text.as_bytes())
+        };
+        let shown = shown.and_then(|()| std::io::stdout().flush());
+        // The JSON file is written even when stdout is not.
+        if let Some(path) = args.json.as_deref().filter(|p| *p != "-") {
+            std::fs::write(path, report.to_json() + "\n").map_err(|source| BenchError::Json {
+                path: path.to_string(),
+                source,
+            })?;
+        }
+        shown.map_err(BenchError::Output)?;
     }
     match failure {
         Some(why) => Err(BenchError::Aborted(why)),
@@ -240,7 +257,7 @@ impl Run {
     fn fail(&self, what: String) {
         let mut f = lock(&self.failure);
         if f.is_none() {
-            eprintln!("corral bench: {what}");
+            note!("corral bench: {what}");
             *f = Some(what);
         }
         self.abort.store(true, Ordering::SeqCst);
@@ -415,7 +432,7 @@ fn spawn_progress(
                     (n > 0).then(|| hist.value_at_quantile(0.99) as f64 / 1e6),
                 )
             };
-            eprintln!(
+            note!(
                 "{}",
                 progress_line(
                     now.duration_since(start).as_secs(),
@@ -540,7 +557,7 @@ async fn teardown_dirs(run: &Run, conn: &mut Connection, space: &KeySpace, w: Wo
     dirs.reverse();
     let st = Mutex::new(Stats::default());
     if let Err(e) = in_order(run, conn, dirs, None, &st).await {
-        eprintln!("corral bench: teardown: {e}");
+        note!("corral bench: teardown: {e}");
     }
 }
 
@@ -569,7 +586,7 @@ async fn run_keyed(
     let mut leaves = space.setup_paths(w);
     let n_leaves = leaves.len();
     if n_leaves > 0 {
-        eprintln!("setup: creating {n_leaves} nodes below {}", space.prefix);
+        note!("setup: creating {n_leaves} nodes below {}", space.prefix);
         conns = bulk(
             run,
             conns,
@@ -593,10 +610,10 @@ async fn run_keyed(
         return Err(BenchError::Aborted(format!("during setup: {f}")));
     }
     if let Some(e) = unexpected_errors(&lock(&setup_stats), OpKind::Create, -110) {
-        eprintln!("setup: unexpected errors: {e}");
+        note!("setup: unexpected errors: {e}");
     }
     times.setup = setup_start.elapsed();
-    eprintln!("setup: done in {:.2} s", times.setup.as_secs_f64());
+    note!("setup: done in {:.2} s", times.setup.as_secs_f64());
 
     let run_id = format!("{:08x}", rand::random::<u32>());
     let budget = args.max_ops.map(|n| Arc::new(AtomicU64::new(n)));
@@ -655,7 +672,7 @@ async fn run_keyed(
         conns.push(c);
     }
     if run.failure().is_some() {
-        eprintln!(
+        note!(
             "teardown: skipped after the failure; delete {} by hand",
             space.prefix
         );
@@ -663,7 +680,7 @@ async fn run_keyed(
         return Ok((stats, times));
     }
     if args.keep {
-        eprintln!("teardown: --keep: leaving {} in place", space.prefix);
+        note!("teardown: --keep: leaving {} in place", space.prefix);
     } else {
         let t0 = Instant::now();
         let td = Arc::new(Mutex::new(Stats::default()));
@@ -672,13 +689,13 @@ async fn run_keyed(
             conns = bulk(run, conns, space.setup_children(), None, &td).await;
         }
         leaves.extend(space.setup_paths(w));
-        eprintln!("teardown: deleting {} nodes", leaves.len());
+        note!("teardown: deleting {} nodes", leaves.len());
         conns = bulk(run, conns, leaves, None, &td).await;
         if let Some(c) = conns.first_mut() {
             teardown_dirs(run, c, space, w).await;
         }
         if let Some(e) = unexpected_errors(&lock(&td), OpKind::Delete, -101) {
-            eprintln!("teardown: unexpected errors: {e}");
+            note!("teardown: unexpected errors: {e}");
         }
         times.teardown = t0.elapsed();
     }
@@ -961,7 +978,7 @@ async fn run_watch(
     let n = args.fanout_watchers.max(1);
     let conns = run.connect_all(n).await?;
     times.setup = setup_start.elapsed();
-    eprintln!("setup: {n} watcher sessions on {key}");
+    note!("setup: {n} watcher sessions on {key}");
 
     let start = Instant::now();
     let sh = Arc::new(WatchShared {
