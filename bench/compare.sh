@@ -23,8 +23,9 @@
 #                     A workload's row reports the round with the median throughput.
 #   ATTEMPTS=10       runs of a workload per round at most: a run that aborts (a stall, an
 #                     error) while every member is still up is repeated on the same servers
-#                     (after one request to each), so a round reports a run that finished. Aborted runs are kept as
-#                     RESULTS/SETUP-SERVER-WORKLOAD.rROUND.aN.json and counted in the table.
+#                     (after one request to each), so a round reports a run that finished.
+#                     Aborted runs are kept as RESULTS/SETUP-SERVER-WORKLOAD.rROUND.aN.json
+#                     and counted in the table.
 #                     (ZooKeeper 3.8.0's ensemble `watch` stalls in most 20 s runs: a missed
 #                     wake-up in its CommitProcessor, ZOOKEEPER-4537, fixed in 3.8.1.)
 #   STALL=10          seconds without a reply or event after which a run counts as stalled
@@ -659,9 +660,8 @@ if rounds_run > 1:
 attempts = int(env.get("ATTEMPTS", "1"))
 if attempts > 1:
     L.append(f"A run that aborted (no reply or event for {env.get('STALL', '?')} s, or an error) "
-             f"while every member was still up was run "
-             f"again on the same servers, after one request to each member, up to {attempts} runs "
-             "per round; a cell says how many "
+             "while every member was still up was run again on the same servers, after one "
+             f"request to each member, up to {attempts} runs per round; a cell says how many "
              "aborted runs were repeated, and their reports are kept beside the others "
              "(`*.rROUND.aRUN.json`).\n")
 if setups:
