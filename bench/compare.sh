@@ -41,7 +41,7 @@
 #   SERVE_TIMEOUT=180 seconds a server (or ensemble) may take to serve before it counts as failed
 #   ZK_JVM_FLAGS=     extra JVM options for ZooKeeper (default: none, i.e. the JVM's defaults)
 #   ZK_JAR=/usr/share/java/zookeeper.jar   ZooKeeper's jar (Debian's package puts it there)
-#   CORRAL_BIN        the corral binary (default target/release/corral, built if missing)
+#   CORRAL_BIN        the corral binary (default: target/release/corral, (re)built first)
 #   RESULTS=bench/results  OUT=BENCHMARKS.md   where results go
 #   KEEP_WORK=0       1: keep the scratch directory (configs, data, server logs) and print it
 #   REPORT_ONLY=0     1: measure nothing; rewrite BENCHMARKS.md and the chart from RESULTS
@@ -93,10 +93,13 @@ done
 command -v python3 >/dev/null || die "python3 is needed"
 
 bin=${CORRAL_BIN:-$here/target/release/corral}
-if [ ! -x "$bin" ]; then
+if [ -z "${CORRAL_BIN:-}" ] && [ "$REPORT_ONLY" != 1 ]; then
+  # Always (cargo does nothing when it is up to date): a binary left over from another
+  # checkout or an experiment would be reported under this checkout's commit.
   echo "building $bin ..."
   (cd "$here" && cargo build --release --quiet)
 fi
+[ "$REPORT_ONLY" = 1 ] || [ -x "$bin" ] || die "no corral binary at $bin"
 
 # Apache ZooKeeper from Debian's packages, if present.
 zk_jar=${ZK_JAR:-/usr/share/java/zookeeper.jar}
