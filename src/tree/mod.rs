@@ -452,17 +452,17 @@ impl Database {
     }
 
     fn debug_check(&self) {
-        #[cfg(test)]
-        let skip = SKIP_DEBUG_CHECK.with(|c| c.get());
-        #[cfg(not(test))]
-        let skip = false;
         #[cfg(debug_assertions)]
-        if !skip && self.store.len() < 1_000 {
-            if let Err(e) = self.check_invariants() {
-                debug_assert!(false, "tree invariant broken: {e}");
+        {
+            #[cfg(test)]
+            if SKIP_DEBUG_CHECK.with(|c| c.get()) {
+                return;
+            }
+            if self.store.len() < 1_000 {
+                if let Err(e) = self.check_invariants() {
+                    debug_assert!(false, "tree invariant broken: {e}");
+                }
             }
         }
-        #[cfg(not(debug_assertions))]
-        let _ = skip;
     }
 }
