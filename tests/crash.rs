@@ -360,6 +360,9 @@ impl Ledger {
                     attempts_since: 0,
                 })
                 .collect(),
+            // No sequence number has been handed out yet: the first sequential create may
+            // get 0.
+            max_seq: -1,
             ..Default::default()
         }
     }
